@@ -1,0 +1,83 @@
+//! Static configuration of a node.
+
+use crate::error::ConfigError;
+use crate::types::NodeId;
+
+/// How a node is set up. Timeouts are counted in ticks: the driver calls
+/// [`RaftNode::tick`](crate::RaftNode::tick) at a fixed interval of its choosing.
+///
+/// ```
+/// let config = raft_core::Config::new(1, vec![1, 2, 3]);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id; must appear in `voters`.
+    pub id: NodeId,
+    /// Every voting member of the cluster, this node included.
+    pub voters: Vec<NodeId>,
+    /// Lower bound (inclusive) of the randomized election timeout, in ticks.
+    pub election_timeout_min: u32,
+    /// Upper bound (exclusive) of the randomized election timeout, in ticks.
+    pub election_timeout_max: u32,
+    /// Interval between leader heartbeats, in ticks. Must be below `election_timeout_min`.
+    pub heartbeat_interval: u32,
+    /// Soft limit on the total size of the entries in one AppendEntries message, in bytes.
+    /// A single larger entry is still sent on its own.
+    pub max_append_bytes: usize,
+    /// Maximum number of AppendEntries messages with entries in flight to one follower while
+    /// replicating optimistically.
+    pub max_inflight_appends: usize,
+    /// Seed of the node's random number generator (election timeouts). Two nodes with the same
+    /// seed and id behave identically given the same inputs.
+    pub seed: u64,
+}
+
+impl Config {
+    /// A configuration with the defaults: election timeout 10-20 ticks, heartbeat every 2
+    /// ticks, 1 MiB per AppendEntries, 64 appends in flight, seed derived from the id.
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
+        Self {
+            id,
+            voters,
+            election_timeout_min: 10,
+            election_timeout_max: 20,
+            heartbeat_interval: 2,
+            max_append_bytes: 1 << 20,
+            max_inflight_appends: 64,
+            seed: id,
+        }
+    }
+
+    /// Checks the configuration for mistakes that would make the protocol misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.voters.is_empty() {
+            return Err(ConfigError::NoVoters);
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(ConfigError::SelfNotVoter(self.id));
+        }
+        let mut sorted = self.voters.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::DuplicateVoter(w[0]));
+        }
+        if self.election_timeout_min == 0 || self.election_timeout_max <= self.election_timeout_min
+        {
+            return Err(ConfigError::ElectionTimeout {
+                min: self.election_timeout_min,
+                max: self.election_timeout_max,
+            });
+        }
+        if self.heartbeat_interval == 0 || self.heartbeat_interval >= self.election_timeout_min {
+            return Err(ConfigError::HeartbeatInterval {
+                heartbeat: self.heartbeat_interval,
+                election_min: self.election_timeout_min,
+            });
+        }
+        if self.max_inflight_appends == 0 {
+            return Err(ConfigError::ZeroInflight);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,854 @@
+//! [`RaftNode`]: the protocol as a deterministic state machine.
+//!
+//! Inputs are method calls ([`tick`](RaftNode::tick), [`step`](RaftNode::step),
+//! [`propose`](RaftNode::propose), [`persisted`](RaftNode::persisted)); outputs are the
+//! [`Action`]s returned by [`take_actions`](RaftNode::take_actions). Each role has its own
+//! handlers; everything a reply changes is checked against the current term first.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tracing::{debug, trace, warn};
+
+use crate::action::{Action, PersistUpdate};
+use crate::config::Config;
+use crate::error::{ProposeError, RestoreError};
+use crate::log::RaftLog;
+use crate::message::{AppendResult, Message, MessageBody};
+use crate::progress::{Progress, ReplicationState};
+use crate::quorum;
+use crate::rng::SplitMix64;
+use crate::storage::DurableState;
+use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Term};
+
+/// The role a node plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks for votes to become leader.
+    Candidate,
+    /// Accepts proposals and replicates the log.
+    Leader,
+}
+
+/// A snapshot of a node's volatile and durable state, for monitoring and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The node's id.
+    pub id: NodeId,
+    /// Current term.
+    pub term: Term,
+    /// Vote cast in the current term.
+    pub voted_for: Option<NodeId>,
+    /// Current role.
+    pub role: Role,
+    /// The leader of the current term, if known.
+    pub leader_id: Option<NodeId>,
+    /// Highest index known to be committed.
+    pub commit_index: LogIndex,
+    /// Highest index handed to the service in an [`Action::Apply`].
+    pub applied_index: LogIndex,
+    /// Index of the last log entry.
+    pub last_index: LogIndex,
+    /// Highest index the driver reported durable.
+    pub durable_index: LogIndex,
+}
+
+/// Role-specific volatile state.
+#[derive(Debug)]
+enum RoleState {
+    Follower,
+    Candidate {
+        granted: BTreeSet<NodeId>,
+        rejected: BTreeSet<NodeId>,
+    },
+    Leader {
+        progress: BTreeMap<NodeId, Progress>,
+    },
+}
+
+/// One member of a Raft cluster, as a pure state machine.
+///
+/// See the [crate docs](crate) for a complete example driving three nodes, and
+/// [`action`](crate::action) for the ordering contract of the actions it emits.
+#[derive(Debug)]
+pub struct RaftNode {
+    config: Config,
+    /// Every voter but this node, sorted.
+    peers: Vec<NodeId>,
+    rng: SplitMix64,
+
+    // Durable state (mirrored by the persist actions emitted so far).
+    term: Term,
+    voted_for: Option<NodeId>,
+    log: RaftLog,
+
+    // Volatile state.
+    role: RoleState,
+    leader_id: Option<NodeId>,
+    commit_index: LogIndex,
+    applied_index: LogIndex,
+    /// Highest index the driver reported durable (see `persisted`).
+    durable_index: LogIndex,
+    /// Leader entries appended in memory from this index on, not yet in a persist action.
+    unpersisted_from: Option<LogIndex>,
+    /// The leader has new entries to send to its followers at the next `take_actions`.
+    replication_pending: bool,
+    election_elapsed: u32,
+    election_timeout: u32,
+    heartbeat_elapsed: u32,
+
+    actions: Vec<Action>,
+}
+
+impl RaftNode {
+    /// A node that has never run: term 0, no vote, empty log.
+    pub fn new(config: Config) -> Result<Self, RestoreError> {
+        Self::restore(config, &DurableState::default())
+    }
+
+    /// A node restarting from what it had made durable before.
+    pub fn restore(config: Config, state: &DurableState) -> Result<Self, RestoreError> {
+        config.validate()?;
+        let hard_state = state.hard_state;
+        if let Some(vote) = hard_state.voted_for {
+            if !config.voters.contains(&vote) {
+                return Err(RestoreError::UnknownVote(vote));
+            }
+        }
+        let log = RaftLog::from_parts(0, 0, state.entries.clone())?;
+        if log.last_term() > hard_state.term {
+            return Err(RestoreError::LogAheadOfTerm {
+                term: hard_state.term,
+                log_term: log.last_term(),
+            });
+        }
+        let mut peers: Vec<NodeId> = config
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != config.id)
+            .collect();
+        peers.sort_unstable();
+        let rng = SplitMix64::new(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ config.id);
+        let snapshot_index = log.snapshot_index();
+        let durable_index = log.last_index();
+        let mut node = Self {
+            config,
+            peers,
+            rng,
+            term: hard_state.term,
+            voted_for: hard_state.voted_for,
+            log,
+            role: RoleState::Follower,
+            leader_id: None,
+            commit_index: snapshot_index,
+            applied_index: snapshot_index,
+            durable_index,
+            unpersisted_from: None,
+            replication_pending: false,
+            election_elapsed: 0,
+            election_timeout: 0,
+            heartbeat_elapsed: 0,
+            actions: Vec::new(),
+        };
+        node.reset_election_timer();
+        Ok(node)
+    }
+
+    // ----- Accessors -----
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::Candidate { .. } => Role::Candidate,
+            RoleState::Leader { .. } => Role::Leader,
+        }
+    }
+
+    /// Whether this node is the leader of its current term.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, RoleState::Leader { .. })
+    }
+
+    /// The leader of the current term, if known.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.leader_id
+    }
+
+    /// Highest index known to be committed.
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit_index
+    }
+
+    /// The in-memory log.
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    /// The configuration the node was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replication progress of follower `peer`, when this node leads.
+    pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
+        match &self.role {
+            RoleState::Leader { progress } => progress.get(&peer),
+            _ => None,
+        }
+    }
+
+    /// A summary of the node's state.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.config.id,
+            term: self.term,
+            voted_for: self.voted_for,
+            role: self.role(),
+            leader_id: self.leader_id,
+            commit_index: self.commit_index,
+            applied_index: self.applied_index,
+            last_index: self.log.last_index(),
+            durable_index: self.durable_index,
+        }
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+        }
+    }
+
+    // ----- Inputs -----
+
+    /// Advances logical time by one tick: followers and candidates count toward their election
+    /// timeout, leaders toward their next heartbeat.
+    pub fn tick(&mut self) {
+        if self.is_leader() {
+            self.heartbeat_elapsed += 1;
+            if self.heartbeat_elapsed >= self.config.heartbeat_interval {
+                self.heartbeat_elapsed = 0;
+                self.broadcast_heartbeat();
+            }
+        } else {
+            self.election_elapsed += 1;
+            if self.election_elapsed >= self.election_timeout {
+                self.campaign();
+            }
+        }
+    }
+
+    /// Appends `command` to the log if this node leads; replication starts at the next
+    /// [`take_actions`](Self::take_actions). Returns the entry's index and term: the command took
+    /// effect only if the entry applied at that index has that term.
+    pub fn propose(&mut self, command: Vec<u8>) -> Result<(LogIndex, Term), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader_id,
+            });
+        }
+        Ok(self.append_as_leader(Payload::Command(command)))
+    }
+
+    /// Reports that the driver made durable every entry up to `(index, term)` (the
+    /// [`PersistUpdate::last_entry`] of a completed persist). Reports for entries that have been
+    /// replaced since are ignored.
+    pub fn persisted(&mut self, index: LogIndex, term: Term) {
+        if index > self.durable_index && self.log.term(index) == Some(term) {
+            self.durable_index = index;
+            if self.is_leader() {
+                self.maybe_commit();
+            }
+        }
+    }
+
+    /// Handles a message from a peer. Messages that are not for this node, come from outside
+    /// the cluster or are malformed are dropped with a warning.
+    pub fn step(&mut self, message: Message) {
+        if message.to != self.config.id || !self.peers.contains(&message.from) {
+            warn!(
+                node = self.config.id,
+                from = message.from,
+                to = message.to,
+                "dropping message not addressed to this node or from outside the cluster"
+            );
+            return;
+        }
+        trace!(node = self.config.id, ?message, "step");
+        let from = message.from;
+        if message.term > self.term {
+            let leader = matches!(message.body, MessageBody::AppendRequest { .. }).then_some(from);
+            debug!(
+                node = self.config.id,
+                term = self.term,
+                new_term = message.term,
+                from,
+                "higher term seen; becoming follower"
+            );
+            self.become_follower(message.term, leader);
+        } else if message.term < self.term {
+            self.answer_stale_request(message);
+            return;
+        }
+        match message.body {
+            MessageBody::VoteRequest {
+                last_log_index,
+                last_log_term,
+            } => self.handle_vote_request(from, last_log_index, last_log_term),
+            MessageBody::VoteResponse { granted } => self.handle_vote_response(from, granted),
+            MessageBody::AppendRequest {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                match self.role {
+                    RoleState::Leader { .. } => {
+                        warn!(
+                            node = self.config.id,
+                            term = self.term,
+                            from,
+                            "AppendEntries from another leader of the same term; dropped"
+                        );
+                        return;
+                    }
+                    RoleState::Candidate { .. } => self.become_follower(self.term, Some(from)),
+                    RoleState::Follower => {}
+                }
+                self.handle_append_request(
+                    from,
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit,
+                );
+            }
+            MessageBody::AppendResponse(result) => self.handle_append_response(from, result),
+        }
+    }
+
+    /// Returns the actions accumulated since the last call, in the order the driver must carry
+    /// them out (see [`action`](crate::action)). Call it after every batch of inputs.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        if std::mem::take(&mut self.replication_pending) && self.is_leader() {
+            for i in 0..self.peers.len() {
+                self.send_append(self.peers[i]);
+            }
+        }
+        self.flush_unpersisted();
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Whether [`take_actions`](Self::take_actions) would return anything.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+            || self.unpersisted_from.is_some()
+            || (self.replication_pending && self.is_leader())
+    }
+
+    // ----- Output helpers -----
+
+    /// Queues an action. Anything but a send first flushes the leader's unpersisted entries, so
+    /// persists reach the driver in the order the in-memory log changed. Adjacent persists are
+    /// merged into one atomic update.
+    fn push(&mut self, action: Action) {
+        if !matches!(action, Action::Send(_)) {
+            self.flush_unpersisted();
+        }
+        self.push_raw(action);
+    }
+
+    fn push_raw(&mut self, action: Action) {
+        if let Action::Persist(update) = action {
+            if let Some(Action::Persist(previous)) = self.actions.last_mut() {
+                previous.merge(update);
+            } else {
+                self.actions.push(Action::Persist(update));
+            }
+        } else {
+            self.actions.push(action);
+        }
+    }
+
+    fn flush_unpersisted(&mut self) {
+        if let Some(from) = self.unpersisted_from.take() {
+            let entries = self.log.slice(from, self.log.last_index(), usize::MAX);
+            self.push_raw(Action::Persist(PersistUpdate {
+                entries,
+                ..PersistUpdate::default()
+            }));
+        }
+    }
+
+    fn persist_hard_state(&mut self) {
+        let hard_state = self.hard_state();
+        self.push(Action::Persist(PersistUpdate {
+            hard_state: Some(hard_state),
+            ..PersistUpdate::default()
+        }));
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        let message = Message {
+            from: self.config.id,
+            to,
+            term: self.term,
+            body,
+        };
+        self.push(Action::Send(message));
+    }
+
+    fn emit_committed(&mut self) {
+        if self.commit_index > self.applied_index {
+            let entries = self
+                .log
+                .slice(self.applied_index + 1, self.commit_index, usize::MAX);
+            self.applied_index = self.commit_index;
+            self.push(Action::Apply(entries));
+        }
+    }
+
+    // ----- Role transitions -----
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.election_timeout = self.rng.range(
+            u64::from(self.config.election_timeout_min),
+            u64::from(self.config.election_timeout_max),
+        ) as u32;
+    }
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        self.flush_unpersisted();
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            self.persist_hard_state();
+        }
+        self.role = RoleState::Follower;
+        self.leader_id = leader;
+        self.replication_pending = false;
+        // A node stepping down must restart its timer, or it may time out again at once and
+        // elections never settle.
+        self.reset_election_timer();
+    }
+
+    fn campaign(&mut self) {
+        self.term += 1;
+        self.voted_for = Some(self.config.id);
+        self.leader_id = None;
+        self.role = RoleState::Candidate {
+            granted: BTreeSet::from([self.config.id]),
+            rejected: BTreeSet::new(),
+        };
+        self.reset_election_timer();
+        debug!(node = self.config.id, term = self.term, "starting election");
+        // The new term and self-vote are listed before the requests: durable before they leave.
+        self.persist_hard_state();
+        if quorum::has_majority(1, self.config.voters.len()) {
+            self.become_leader();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        for i in 0..self.peers.len() {
+            self.send(
+                self.peers[i],
+                MessageBody::VoteRequest {
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
+    }
+
+    fn become_leader(&mut self) {
+        debug!(node = self.config.id, term = self.term, "became leader");
+        let last_index = self.log.last_index();
+        let progress = self
+            .peers
+            .iter()
+            .map(|&peer| (peer, Progress::new(last_index)))
+            .collect();
+        self.role = RoleState::Leader { progress };
+        self.leader_id = Some(self.config.id);
+        self.heartbeat_elapsed = 0;
+        // An entry of the new term lets the leader commit everything before it (§5.4.2).
+        self.append_as_leader(Payload::Noop);
+    }
+
+    fn append_as_leader(&mut self, payload: Payload) -> (LogIndex, Term) {
+        let index = self.log.last_index() + 1;
+        self.log.append(Entry {
+            index,
+            term: self.term,
+            payload,
+        });
+        self.unpersisted_from.get_or_insert(index);
+        self.replication_pending = true;
+        (index, self.term)
+    }
+
+    // ----- Message handlers -----
+
+    /// A request from an older term gets an answer carrying our term, so its sender steps down.
+    fn answer_stale_request(&mut self, message: Message) {
+        match message.body {
+            MessageBody::VoteRequest { .. } => {
+                self.send(message.from, MessageBody::VoteResponse { granted: false })
+            }
+            MessageBody::AppendRequest { prev_log_index, .. } => self.send(
+                message.from,
+                MessageBody::AppendResponse(AppendResult::Rejected {
+                    prev_log_index,
+                    conflict_term: None,
+                    conflict_index: self.log.last_index() + 1,
+                }),
+            ),
+            MessageBody::VoteResponse { .. } | MessageBody::AppendResponse(_) => {}
+        }
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        candidate: NodeId,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    ) {
+        let can_vote = self.voted_for == Some(candidate)
+            || (self.voted_for.is_none() && self.leader_id.is_none());
+        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        debug!(
+            node = self.config.id,
+            term = self.term,
+            candidate,
+            granted,
+            "vote request"
+        );
+        if granted {
+            self.voted_for = Some(candidate);
+            // The vote is listed before the answer: durable before it leaves.
+            self.persist_hard_state();
+            self.reset_election_timer();
+        }
+        self.send(candidate, MessageBody::VoteResponse { granted });
+    }
+
+    fn handle_vote_response(&mut self, voter: NodeId, granted: bool) {
+        let voters = self.config.voters.len();
+        let RoleState::Candidate {
+            granted: yes,
+            rejected: no,
+        } = &mut self.role
+        else {
+            return;
+        };
+        if granted {
+            yes.insert(voter);
+        } else {
+            no.insert(voter);
+        }
+        if quorum::has_majority(yes.len(), voters) {
+            self.become_leader();
+        } else if quorum::has_majority(no.len(), voters) {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    fn handle_append_request(
+        &mut self,
+        leader: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    ) {
+        self.leader_id = Some(leader);
+        self.election_elapsed = 0;
+
+        if let Err(problem) = validate_entries(prev_log_index, prev_log_term, self.term, &entries) {
+            warn!(
+                node = self.config.id,
+                from = leader,
+                problem,
+                "malformed AppendEntries dropped"
+            );
+            return;
+        }
+
+        // Consistency check on the entry before the new ones. Compacted entries are committed,
+        // so they match the leader's by the leader completeness property.
+        if prev_log_index >= self.log.snapshot_index() {
+            match self.log.term(prev_log_index) {
+                None => {
+                    self.reject_append(leader, prev_log_index, None, self.log.last_index() + 1);
+                    return;
+                }
+                Some(term) if term != prev_log_term => {
+                    let first = self.log.first_index_of_term_at(prev_log_index);
+                    self.reject_append(leader, prev_log_index, Some(term), first);
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+
+        // Skip entries we already hold; truncate only at the first real conflict, so a stale,
+        // duplicated or reordered request never deletes matching entries.
+        let mut update = PersistUpdate::default();
+        let mut first_new = entries.len();
+        for (k, entry) in entries.iter().enumerate() {
+            if entry.index <= self.log.snapshot_index() {
+                continue;
+            }
+            match self.log.term(entry.index) {
+                Some(term) if term == entry.term => continue,
+                Some(_) => {
+                    if entry.index <= self.commit_index {
+                        warn!(
+                            node = self.config.id,
+                            from = leader,
+                            index = entry.index,
+                            commit = self.commit_index,
+                            "AppendEntries conflicts with a committed entry; dropped"
+                        );
+                        return;
+                    }
+                    self.log.truncate_from(entry.index);
+                    self.durable_index = self.durable_index.min(entry.index - 1);
+                    update.truncate_from = Some(entry.index);
+                    first_new = k;
+                    break;
+                }
+                None => {
+                    first_new = k;
+                    break;
+                }
+            }
+        }
+        if first_new < entries.len() {
+            let new_entries = entries[first_new..].to_vec();
+            for entry in &new_entries {
+                self.log.append(entry.clone());
+            }
+            update.entries = new_entries;
+        }
+        if !update.is_empty() {
+            self.push(Action::Persist(update));
+        }
+
+        let last_new = prev_log_index + entries.len() as LogIndex;
+        let new_commit = leader_commit.min(last_new);
+        if new_commit > self.commit_index {
+            self.commit_index = new_commit;
+        }
+        // Listed after the persist: the acknowledged entries are durable before it leaves.
+        self.send(
+            leader,
+            MessageBody::AppendResponse(AppendResult::Accepted {
+                match_index: last_new,
+            }),
+        );
+        self.emit_committed();
+    }
+
+    fn reject_append(
+        &mut self,
+        leader: NodeId,
+        prev_log_index: LogIndex,
+        conflict_term: Option<Term>,
+        conflict_index: LogIndex,
+    ) {
+        self.send(
+            leader,
+            MessageBody::AppendResponse(AppendResult::Rejected {
+                prev_log_index,
+                conflict_term,
+                conflict_index,
+            }),
+        );
+    }
+
+    fn handle_append_response(&mut self, follower: NodeId, result: AppendResult) {
+        let last_index = self.log.last_index();
+        let RoleState::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(&follower) else {
+            return;
+        };
+        match result {
+            AppendResult::Accepted { match_index } => {
+                if match_index > last_index {
+                    warn!(
+                        node = self.config.id,
+                        follower,
+                        match_index,
+                        last_index,
+                        "acknowledgement beyond our log; dropped"
+                    );
+                    return;
+                }
+                if pr.on_accepted(match_index) {
+                    self.maybe_commit();
+                }
+            }
+            AppendResult::Rejected {
+                prev_log_index,
+                conflict_term,
+                conflict_index,
+            } => {
+                pr.heard_since_heartbeat = true;
+                if pr.is_stale_rejection(prev_log_index) {
+                    return;
+                }
+                // Jump back a whole term at a time using the follower's hint.
+                let next = match conflict_term {
+                    None => conflict_index,
+                    Some(term) => self
+                        .log
+                        .last_index_of_term(term, prev_log_index)
+                        .map_or(conflict_index, |index| index + 1),
+                };
+                // Always move strictly backwards from the rejected probe, never to 0.
+                let next = next.min(prev_log_index).max(1);
+                debug!(
+                    node = self.config.id,
+                    follower,
+                    prev_log_index,
+                    ?conflict_term,
+                    conflict_index,
+                    next,
+                    "append rejected"
+                );
+                pr.become_probe(next);
+            }
+        }
+        self.send_append(follower);
+    }
+
+    // ----- Leader replication -----
+
+    /// Sends entries from the follower's `next_index`, unless its progress is paused. In probe
+    /// state an empty append is sent too (it finds the match point).
+    fn send_append(&mut self, follower: NodeId) {
+        let max_inflight = self.config.max_inflight_appends;
+        let RoleState::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(&follower) else {
+            return;
+        };
+        if pr.is_paused(max_inflight) {
+            return;
+        }
+        let prev_log_index = pr.next_index - 1;
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            warn!(
+                node = self.config.id,
+                follower, prev_log_index, "follower needs compacted entries; cannot replicate"
+            );
+            return;
+        };
+        let entries = self.log.slice(
+            pr.next_index,
+            self.log.last_index(),
+            self.config.max_append_bytes,
+        );
+        if entries.is_empty() && pr.state == ReplicationState::Replicate {
+            return;
+        }
+        pr.on_sent(entries.last().map(|e| e.index));
+        let body = MessageBody::AppendRequest {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.commit_index,
+        };
+        self.send(follower, body);
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        for i in 0..self.peers.len() {
+            let follower = self.peers[i];
+            let RoleState::Leader { progress } = &mut self.role else {
+                return;
+            };
+            let Some(pr) = progress.get_mut(&follower) else {
+                continue;
+            };
+            if pr.on_heartbeat() {
+                // Probing (or fell back to it): resend from next_index.
+                self.send_append(follower);
+                continue;
+            }
+            // Replicating: an empty append at the known match point carries the commit index
+            // without disturbing the entries in flight.
+            let prev_log_index = pr.match_index;
+            let Some(prev_log_term) = self.log.term(prev_log_index) else {
+                continue;
+            };
+            let body = MessageBody::AppendRequest {
+                prev_log_index,
+                prev_log_term,
+                entries: Vec::new(),
+                leader_commit: self.commit_index,
+            };
+            self.send(follower, body);
+        }
+    }
+
+    /// Advances the commit index to the highest index a majority holds durably, if that entry
+    /// is from the current term (Figure 8: older entries commit only indirectly).
+    fn maybe_commit(&mut self) {
+        let RoleState::Leader { progress } = &self.role else {
+            return;
+        };
+        let mut matches: Vec<LogIndex> = progress.values().map(|p| p.match_index).collect();
+        matches.push(self.durable_index);
+        let candidate = quorum::committed_index(&mut matches);
+        if candidate > self.commit_index && self.log.term(candidate) == Some(self.term) {
+            trace!(node = self.config.id, commit = candidate, "commit advanced");
+            self.commit_index = candidate;
+            self.emit_committed();
+        }
+    }
+}
+
+/// Checks that an AppendEntries' entries are consecutive after `prev_log_index`, with terms that
+/// never decrease, start at or above `prev_log_term` and stay at or below the message's term.
+fn validate_entries(
+    prev_log_index: LogIndex,
+    prev_log_term: Term,
+    message_term: Term,
+    entries: &[Entry],
+) -> Result<(), &'static str> {
+    if prev_log_term > message_term {
+        return Err("previous entry's term is after the message's term");
+    }
+    let mut expected = prev_log_index.checked_add(1).ok_or("index overflow")?;
+    let mut previous_term = prev_log_term;
+    for entry in entries {
+        if entry.index != expected {
+            return Err("entries are not consecutive");
+        }
+        if entry.term < previous_term || entry.term > message_term {
+            return Err("entry terms out of order");
+        }
+        expected = expected.checked_add(1).ok_or("index overflow")?;
+        previous_term = entry.term;
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! Safety invariants, checked incrementally after every simulated step.
+//!
+//! - **Election safety**: at most one leader per term.
+//! - **Log matching**: two durable logs holding an entry with the same index and term hold the
+//!   same entries up to it (checked with a hash chain over each durable log).
+//! - **Leader completeness**: a new leader's log holds every entry committed so far.
+//! - **State machine safety**: every node applies the same entry at each index, and each node
+//!   applies indexes strictly consecutively.
+//! - **Commit monotonicity**: a live node's commit index never decreases.
+//! - **Durable vote safety**: a node's persisted term never decreases, and within a term its
+//!   persisted vote never changes once cast.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+
+use raft_core::{Entry, HardState, LogIndex, PersistUpdate, RaftNode, Role, Term};
+
+/// Per-node bookkeeping of the checker.
+#[derive(Clone, Debug, Default)]
+struct NodeWatch {
+    /// Last index applied by the current incarnation.
+    last_applied: LogIndex,
+    /// Highest commit index seen from the current incarnation.
+    commit_seen: LogIndex,
+    /// Hash chain of the durable log: `chain[k]` covers entries 1..=k+1.
+    chain: Vec<u64>,
+    /// The durable hard state.
+    hard_state: HardState,
+}
+
+/// Checks the Raft safety properties as the simulation runs. The first violation is kept;
+/// the simulator stops at it.
+#[derive(Clone, Debug)]
+pub struct Checker {
+    nodes: Vec<NodeWatch>,
+    /// Leader of each term, by 0-based slot.
+    leaders: BTreeMap<Term, usize>,
+    /// The entry applied at each index (index k at position k-1): the committed log.
+    committed: Vec<Entry>,
+    /// Chain hash of every durable (index, term) seen on any node.
+    chains: HashMap<(LogIndex, Term), u64>,
+    violation: Option<String>,
+}
+
+fn entry_hash(previous: u64, entry: &Entry) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    previous.hash(&mut hasher);
+    entry.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Checker {
+    /// A checker for a cluster of `nodes` nodes.
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes: vec![NodeWatch::default(); nodes],
+            leaders: BTreeMap::new(),
+            committed: Vec::new(),
+            chains: HashMap::new(),
+            violation: None,
+        }
+    }
+
+    /// The first violation found, if any.
+    pub fn violation(&self) -> Option<&str> {
+        self.violation.as_deref()
+    }
+
+    /// Entries applied so far by any node: the committed prefix of the log.
+    pub fn committed(&self) -> &[Entry] {
+        &self.committed
+    }
+
+    fn fail(&mut self, message: String) {
+        if self.violation.is_none() {
+            self.violation = Some(message);
+        }
+    }
+
+    /// Records that node `slot` made `update` durable. Call before applying it to the disk.
+    pub fn on_persist(&mut self, slot: usize, update: &PersistUpdate) {
+        let watch = &mut self.nodes[slot];
+        if let Some(new) = update.hard_state {
+            let old = watch.hard_state;
+            if new.term < old.term {
+                let msg = format!(
+                    "durable vote safety: node {} persisted term {} after term {}",
+                    slot + 1,
+                    new.term,
+                    old.term
+                );
+                self.fail(msg);
+                return;
+            }
+            if new.term == old.term && old.voted_for.is_some() && new.voted_for != old.voted_for {
+                let msg = format!(
+                    "durable vote safety: node {} changed its persisted vote in term {} from {:?} to {:?}",
+                    slot + 1,
+                    new.term,
+                    old.voted_for,
+                    new.voted_for
+                );
+                self.fail(msg);
+                return;
+            }
+            watch.hard_state = new;
+        }
+        if let Some(cut) = update.truncate_from {
+            watch.chain.truncate(cut.saturating_sub(1) as usize);
+        }
+        let mut conflict = None;
+        for entry in &update.entries {
+            if entry.index != watch.chain.len() as LogIndex + 1 {
+                conflict = Some(format!(
+                    "node {} persisted entry {} after a durable log of length {}",
+                    slot + 1,
+                    entry.index,
+                    watch.chain.len()
+                ));
+                break;
+            }
+            let previous = watch.chain.last().copied().unwrap_or(0);
+            let hash = entry_hash(previous, entry);
+            watch.chain.push(hash);
+            match self.chains.get(&(entry.index, entry.term)) {
+                Some(&seen) if seen != hash => {
+                    conflict = Some(format!(
+                        "log matching: node {} holds entry (index {}, term {}) with a different prefix than another node",
+                        slot + 1,
+                        entry.index,
+                        entry.term
+                    ));
+                    break;
+                }
+                Some(_) => {}
+                None => {
+                    self.chains.insert((entry.index, entry.term), hash);
+                }
+            }
+        }
+        if let Some(message) = conflict {
+            self.fail(message);
+        }
+    }
+
+    /// Records that node `slot` applied `entry`.
+    pub fn on_apply(&mut self, slot: usize, entry: &Entry) {
+        let watch = &mut self.nodes[slot];
+        if entry.index != watch.last_applied + 1 {
+            let msg = format!(
+                "state machine safety: node {} applied index {} after {}",
+                slot + 1,
+                entry.index,
+                watch.last_applied
+            );
+            self.fail(msg);
+            return;
+        }
+        watch.last_applied = entry.index;
+        let position = (entry.index - 1) as usize;
+        match self.committed.get(position) {
+            Some(first) if first != entry => {
+                let msg = format!(
+                    "state machine safety: node {} applied {:?} at index {}, another node applied {:?}",
+                    slot + 1,
+                    entry,
+                    entry.index,
+                    first
+                );
+                self.fail(msg);
+            }
+            Some(_) => {}
+            None => self.committed.push(entry.clone()),
+        }
+    }
+
+    /// Checks a node's volatile state after it handled an input.
+    pub fn after_step(&mut self, slot: usize, node: &RaftNode) {
+        let commit = node.commit_index();
+        let watch = &mut self.nodes[slot];
+        if commit < watch.commit_seen {
+            let msg = format!(
+                "commit index of node {} went back from {} to {}",
+                slot + 1,
+                watch.commit_seen,
+                commit
+            );
+            self.fail(msg);
+            return;
+        }
+        watch.commit_seen = commit;
+        if node.role() != Role::Leader {
+            return;
+        }
+        let term = node.term();
+        match self.leaders.get(&term) {
+            Some(&leader) if leader == slot => {}
+            Some(&leader) => {
+                let msg = format!(
+                    "election safety: nodes {} and {} both lead term {}",
+                    leader + 1,
+                    slot + 1,
+                    term
+                );
+                self.fail(msg);
+            }
+            None => {
+                self.leaders.insert(term, slot);
+                self.check_leader_completeness(slot, node);
+            }
+        }
+    }
+
+    fn check_leader_completeness(&mut self, slot: usize, node: &RaftNode) {
+        let log = node.log();
+        for committed in &self.committed {
+            if committed.index <= log.snapshot_index() {
+                continue;
+            }
+            if log.entry(committed.index) != Some(committed) {
+                let msg = format!(
+                    "leader completeness: node {} leads term {} without committed entry {:?} (it holds {:?})",
+                    slot + 1,
+                    node.term(),
+                    committed,
+                    log.entry(committed.index)
+                );
+                self.fail(msg);
+                return;
+            }
+        }
+    }
+
+    /// Forgets node `slot`'s volatile state (it crashed); its durable state is kept.
+    pub fn on_crash(&mut self, slot: usize) {
+        let watch = &mut self.nodes[slot];
+        watch.last_applied = 0;
+        watch.commit_seen = 0;
+    }
+
+    /// Number of terms that had a leader.
+    pub fn leader_terms(&self) -> usize {
+        self.leaders.len()
+    }
+}

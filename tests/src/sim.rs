@@ -1,0 +1,600 @@
+//! The deterministic cluster simulator.
+//!
+//! Simulated time advances only through the event queue; every random choice (network delays
+//! and losses, disk latencies, node seeds) comes from one generator seeded by the caller. Running
+//! the same scenario with the same seed therefore produces the same event trace, which
+//! [`Sim::trace_digest`] summarizes.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use raft_core::rng::SplitMix64;
+use raft_core::{
+    Action, Config, DurableState, Entry, LogIndex, Message, NodeId, PersistUpdate, RaftNode, Role,
+    Term,
+};
+use tracing::debug;
+
+use crate::invariants::Checker;
+use crate::network::{NetConfig, NetStats, Topology};
+
+/// Simulated milliseconds.
+pub type Millis = u64;
+
+/// Parameters of a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Number of nodes; ids are 1..=nodes.
+    pub nodes: usize,
+    /// Seed of the one random generator behind everything.
+    pub seed: u64,
+    /// Simulated milliseconds between two ticks of a node.
+    pub tick_ms: Millis,
+    /// Election timeout range in ticks, `[min, max)`.
+    pub election_ticks: (u32, u32),
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: u32,
+    /// Per-AppendEntries size limit handed to the nodes.
+    pub max_append_bytes: usize,
+    /// Appends in flight per follower handed to the nodes.
+    pub max_inflight: usize,
+    /// Time a persist takes to become durable, inclusive range in milliseconds. A crash loses
+    /// writes still in progress.
+    pub disk_latency_ms: (Millis, Millis),
+    /// Network behaviour.
+    pub net: NetConfig,
+}
+
+impl SimConfig {
+    /// Defaults in the labs' spirit: 10 ms ticks, heartbeats every 100 ms (at most 10 per
+    /// second), election timeouts of 300-600 ms, 0-3 ms disk writes, a reliable network.
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        Self {
+            nodes,
+            seed,
+            tick_ms: 10,
+            election_ticks: (30, 60),
+            heartbeat_ticks: 10,
+            max_append_bytes: 64 * 1024,
+            max_inflight: 32,
+            disk_latency_ms: (0, 3),
+            net: NetConfig::reliable(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum EventKind {
+    Tick { slot: usize, incarnation: u64 },
+    Deliver { message: Message },
+    DiskDone { slot: usize, incarnation: u64 },
+}
+
+#[derive(Debug)]
+struct Event {
+    at: Millis,
+    seq: u64,
+    kind: EventKind,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// One simulated machine: a node (absent while crashed), its disk and its pending actions.
+struct Slot {
+    node: Option<RaftNode>,
+    incarnation: u64,
+    disk: DurableState,
+    /// Actions waiting to be carried out, in order.
+    queue: VecDeque<Action>,
+    /// A write in progress; later actions wait for it.
+    writing: Option<PersistUpdate>,
+    /// Every entry this machine ever applied, by index (kept across crashes, like the labs'
+    /// `logs[i]`): the toy state machine.
+    applied: Vec<Option<Entry>>,
+}
+
+/// Something worth telling a human, recorded when narration is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// A node became leader.
+    Elected {
+        /// Simulated time.
+        at: Millis,
+        /// The new leader.
+        node: NodeId,
+        /// Its term.
+        term: Term,
+    },
+    /// The cluster's committed prefix grew.
+    Committed {
+        /// Simulated time.
+        at: Millis,
+        /// The new highest applied index on any node.
+        index: LogIndex,
+    },
+}
+
+/// A simulated cluster of [`RaftNode`]s.
+///
+/// ```
+/// use raft_tests::{Sim, SimConfig};
+/// let mut sim = Sim::new(SimConfig::new(3, 7));
+/// let leader = sim.check_one_leader().unwrap();
+/// let index = sim.one(b"hello".to_vec(), 3, false).unwrap();
+/// assert_eq!(index, 2); // index 1 is the leader's no-op entry
+/// assert!(sim.node(leader).is_some());
+/// ```
+pub struct Sim {
+    config: SimConfig,
+    now: Millis,
+    rng: SplitMix64,
+    events: BinaryHeap<Reverse<Event>>,
+    next_seq: u64,
+    slots: Vec<Slot>,
+    topology: Topology,
+    net: NetConfig,
+    stats: NetStats,
+    checker: Checker,
+    trace: std::hash::DefaultHasher,
+    events_processed: u64,
+    narrate: bool,
+    notes: Vec<Note>,
+    /// A failure found by the simulator itself (a node that cannot restart, a persist that
+    /// does not fit the disk).
+    failure: Option<String>,
+}
+
+impl Sim {
+    /// Starts a cluster of `config.nodes` fresh nodes, all connected.
+    pub fn new(config: SimConfig) -> Self {
+        let n = config.nodes;
+        let mut sim = Self {
+            now: 0,
+            rng: SplitMix64::new(config.seed),
+            events: BinaryHeap::new(),
+            next_seq: 0,
+            slots: (0..n)
+                .map(|_| Slot {
+                    node: None,
+                    incarnation: 0,
+                    disk: DurableState::default(),
+                    queue: VecDeque::new(),
+                    writing: None,
+                    applied: Vec::new(),
+                })
+                .collect(),
+            topology: Topology::full(n),
+            net: config.net.clone(),
+            stats: NetStats {
+                requests_received: vec![0; n],
+                ..NetStats::default()
+            },
+            checker: Checker::new(n),
+            trace: std::hash::DefaultHasher::new(),
+            events_processed: 0,
+            narrate: false,
+            notes: Vec::new(),
+            failure: None,
+            config,
+        };
+        for slot in 0..n {
+            sim.start_node(slot);
+        }
+        sim
+    }
+
+    // ----- Observation -----
+
+    /// Current simulated time.
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the cluster has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The configuration the simulator was built with.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The node in 0-based slot `slot`, unless it is crashed.
+    pub fn node(&self, slot: usize) -> Option<&RaftNode> {
+        self.slots[slot].node.as_ref()
+    }
+
+    /// Whether the node in `slot` is running.
+    pub fn is_alive(&self, slot: usize) -> bool {
+        self.slots[slot].node.is_some()
+    }
+
+    /// Whether the node in `slot` is connected to the network.
+    pub fn is_connected(&self, slot: usize) -> bool {
+        self.topology.is_connected(slot)
+    }
+
+    /// The durable state of `slot`'s disk.
+    pub fn disk(&self, slot: usize) -> &DurableState {
+        &self.slots[slot].disk
+    }
+
+    /// The entry `slot` applied at `index`, if it ever did.
+    pub fn applied(&self, slot: usize, index: LogIndex) -> Option<&Entry> {
+        self.slots[slot]
+            .applied
+            .get(index as usize)
+            .and_then(Option::as_ref)
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> &NetStats {
+        &self.stats
+    }
+
+    /// The invariant checker.
+    pub fn checker(&self) -> &Checker {
+        &self.checker
+    }
+
+    /// The first safety violation, if any.
+    pub fn violation(&self) -> Option<&str> {
+        self.checker.violation().or(self.failure.as_deref())
+    }
+
+    /// A digest of every event processed so far (time, kind, participants, message sizes): two
+    /// runs with the same seed and inputs have the same digest.
+    pub fn trace_digest(&self) -> (u64, u64) {
+        (self.trace.finish(), self.events_processed)
+    }
+
+    /// Turns on recording of [`Note`]s (elections, commits) for a human-readable trace.
+    pub fn set_narration(&mut self, on: bool) {
+        self.narrate = on;
+    }
+
+    /// Takes the notes recorded since the last call.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// A random number in `[lo, hi)` from the simulation's generator, for scenarios.
+    pub fn random(&mut self, lo: u64, hi: u64) -> u64 {
+        self.rng.range(lo, hi)
+    }
+
+    /// `true` with probability `p`, from the simulation's generator.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.rng.chance(p)
+    }
+
+    // ----- Faults -----
+
+    /// Replaces the network behaviour.
+    pub fn set_net(&mut self, net: NetConfig) {
+        self.net = net;
+    }
+
+    /// The current network behaviour.
+    pub fn net(&self) -> &NetConfig {
+        &self.net
+    }
+
+    /// Turns loss/delay/duplication on (the labs' unreliable network) or off.
+    pub fn set_reliable(&mut self, reliable: bool) {
+        let long = self.net.long_reordering;
+        self.net = if reliable {
+            NetConfig::reliable()
+        } else {
+            NetConfig::unreliable()
+        };
+        self.net.long_reordering = long;
+    }
+
+    /// Turns the labs' long reordering on or off.
+    pub fn set_long_reordering(&mut self, on: bool) {
+        self.net.long_reordering = on;
+    }
+
+    /// Cuts `slot` off from every other node.
+    pub fn disconnect(&mut self, slot: usize) {
+        debug!(t = self.now, node = slot + 1, "disconnect");
+        self.topology.disconnect(slot);
+    }
+
+    /// Reconnects `slot`.
+    pub fn connect(&mut self, slot: usize) {
+        debug!(t = self.now, node = slot + 1, "connect");
+        self.topology.connect(slot);
+    }
+
+    /// Splits the cluster into groups of slots; unlisted slots are isolated.
+    pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        debug!(t = self.now, ?groups, "partition");
+        self.topology.partition(groups);
+    }
+
+    /// Heals all partitions and reconnects every node.
+    pub fn heal(&mut self) {
+        debug!(t = self.now, "heal");
+        self.topology.heal();
+    }
+
+    /// Crashes `slot`: its volatile state and any write still in progress are lost; its disk
+    /// keeps what was durable.
+    pub fn crash(&mut self, slot: usize) {
+        debug!(t = self.now, node = slot + 1, "crash");
+        let s = &mut self.slots[slot];
+        s.node = None;
+        s.incarnation += 1;
+        s.queue.clear();
+        s.writing = None;
+        self.checker.on_crash(slot);
+    }
+
+    /// Crashes `slot` if it runs, then starts it again from its disk.
+    pub fn restart(&mut self, slot: usize) {
+        if self.is_alive(slot) {
+            self.crash(slot);
+        }
+        debug!(t = self.now, node = slot + 1, "restart");
+        self.start_node(slot);
+    }
+
+    fn start_node(&mut self, slot: usize) {
+        let c = &self.config;
+        let voters: Vec<NodeId> = (1..=c.nodes as NodeId).collect();
+        let mut config = Config::new(slot as NodeId + 1, voters);
+        config.election_timeout_min = c.election_ticks.0;
+        config.election_timeout_max = c.election_ticks.1;
+        config.heartbeat_interval = c.heartbeat_ticks;
+        config.max_append_bytes = c.max_append_bytes;
+        config.max_inflight_appends = c.max_inflight;
+        config.seed = self.rng.next_u64();
+        let s = &mut self.slots[slot];
+        s.incarnation += 1;
+        match RaftNode::restore(config, &s.disk) {
+            Ok(node) => s.node = Some(node),
+            Err(err) => {
+                self.fail(format!("node {} failed to restart: {err}", slot + 1));
+                return;
+            }
+        }
+        let incarnation = s.incarnation;
+        // Nodes tick out of phase with each other.
+        let phase = self.rng.range(0, self.config.tick_ms.max(1));
+        self.schedule(phase, EventKind::Tick { slot, incarnation });
+    }
+
+    /// Records a failure found by the simulator itself (not by the checker); the first wins.
+    fn fail(&mut self, message: String) {
+        if self.failure.is_none() {
+            self.failure = Some(message);
+        }
+    }
+
+    // ----- Driving the nodes -----
+
+    /// Proposes `command` at `slot` if it runs and leads; returns its index and term.
+    pub fn propose(&mut self, slot: usize, command: Vec<u8>) -> Option<(LogIndex, Term)> {
+        let node = self.slots[slot].node.as_mut()?;
+        let result = node.propose(command).ok();
+        self.pump(slot);
+        result
+    }
+
+    /// Runs the simulation for `duration` simulated milliseconds (or until a violation).
+    pub fn run_for(&mut self, duration: Millis) {
+        let until = self.now + duration;
+        while self.violation().is_none() {
+            match self.events.peek() {
+                Some(Reverse(event)) if event.at <= until => {}
+                _ => break,
+            }
+            let Some(Reverse(event)) = self.events.pop() else {
+                break;
+            };
+            self.process(event);
+        }
+        if self.violation().is_none() {
+            self.now = until;
+        }
+    }
+
+    fn schedule(&mut self, delay: Millis, kind: EventKind) {
+        let event = Event {
+            at: self.now + delay,
+            seq: self.next_seq,
+            kind,
+        };
+        self.next_seq += 1;
+        self.events.push(Reverse(event));
+    }
+
+    fn record(&mut self, tag: u8, a: u64, b: u64) {
+        self.events_processed += 1;
+        (self.now, tag, a, b).hash(&mut self.trace);
+    }
+
+    fn process(&mut self, event: Event) {
+        self.now = event.at;
+        match event.kind {
+            EventKind::Tick { slot, incarnation } => {
+                if self.slots[slot].incarnation != incarnation || !self.is_alive(slot) {
+                    return;
+                }
+                self.record(1, slot as u64, 0);
+                if let Some(node) = self.slots[slot].node.as_mut() {
+                    node.tick();
+                }
+                self.pump(slot);
+                self.schedule(self.config.tick_ms, EventKind::Tick { slot, incarnation });
+            }
+            EventKind::Deliver { message } => {
+                let (Some(from), Some(to)) = (self.slot_of(message.from), self.slot_of(message.to))
+                else {
+                    return;
+                };
+                if !self.topology.link_ok(from, to) || !self.is_alive(to) {
+                    return;
+                }
+                self.record(2, message.from, message.to);
+                debug!(t = self.now, ?message, "deliver");
+                if message.is_request() {
+                    self.stats.requests_received[to] += 1;
+                }
+                if let Some(node) = self.slots[to].node.as_mut() {
+                    node.step(message);
+                }
+                self.pump(to);
+            }
+            EventKind::DiskDone { slot, incarnation } => {
+                if self.slots[slot].incarnation != incarnation {
+                    return;
+                }
+                self.record(3, slot as u64, 0);
+                if let Some(update) = self.slots[slot].writing.take() {
+                    self.complete_write(slot, update);
+                }
+                self.pump(slot);
+            }
+        }
+    }
+
+    fn slot_of(&self, id: NodeId) -> Option<usize> {
+        let slot = id.checked_sub(1)? as usize;
+        (slot < self.slots.len()).then_some(slot)
+    }
+
+    /// Carries out `slot`'s actions in order until it has none left or a write is in progress.
+    fn pump(&mut self, slot: usize) {
+        loop {
+            let s = &mut self.slots[slot];
+            let Some(node) = s.node.as_mut() else {
+                return;
+            };
+            s.queue.extend(node.take_actions());
+            if s.writing.is_some() {
+                break;
+            }
+            let Some(action) = s.queue.pop_front() else {
+                break;
+            };
+            match action {
+                Action::Send(message) => self.send(message),
+                Action::Apply(entries) => self.apply(slot, entries),
+                Action::Persist(update) => {
+                    let (lo, hi) = self.config.disk_latency_ms;
+                    let latency = self.rng.range(lo, hi + 1);
+                    if latency == 0 {
+                        self.complete_write(slot, update);
+                    } else {
+                        let incarnation = self.slots[slot].incarnation;
+                        self.slots[slot].writing = Some(update);
+                        self.schedule(latency, EventKind::DiskDone { slot, incarnation });
+                    }
+                }
+            }
+        }
+        if let Some(node) = self.slots[slot].node.as_ref() {
+            let was_leader_terms = self.checker.leader_terms();
+            self.checker.after_step(slot, node);
+            if self.narrate && self.checker.leader_terms() > was_leader_terms {
+                self.notes.push(Note::Elected {
+                    at: self.now,
+                    node: slot as NodeId + 1,
+                    term: node.term(),
+                });
+            }
+        }
+    }
+
+    fn complete_write(&mut self, slot: usize, update: PersistUpdate) {
+        self.checker.on_persist(slot, &update);
+        let s = &mut self.slots[slot];
+        if let Err(err) = s.disk.apply(&update) {
+            let message = format!(
+                "node {} emitted a persist that does not continue its durable log: {err}",
+                slot + 1
+            );
+            self.fail(message);
+            return;
+        }
+        if let (Some((index, term)), Some(node)) = (update.last_entry(), s.node.as_mut()) {
+            node.persisted(index, term);
+        }
+    }
+
+    fn apply(&mut self, slot: usize, entries: Vec<Entry>) {
+        let before = self.checker.committed().len();
+        for entry in entries {
+            self.checker.on_apply(slot, &entry);
+            let applied = &mut self.slots[slot].applied;
+            let index = entry.index as usize;
+            if applied.len() <= index {
+                applied.resize(index + 1, None);
+            }
+            applied[index] = Some(entry);
+        }
+        let after = self.checker.committed().len();
+        if self.narrate && after > before {
+            self.notes.push(Note::Committed {
+                at: self.now,
+                index: after as LogIndex,
+            });
+        }
+    }
+
+    fn send(&mut self, message: Message) {
+        self.stats.messages_sent += 1;
+        let size =
+            postcard::serialize_with_flavor(&message, postcard::ser_flavors::Size::default())
+                .unwrap_or(0);
+        self.stats.bytes_sent += size as u64;
+        let (Some(from), Some(to)) = (self.slot_of(message.from), self.slot_of(message.to)) else {
+            return;
+        };
+        if !self.topology.link_ok(from, to) {
+            return;
+        }
+        for delay in self.net.delays(&mut self.rng) {
+            let message = message.clone();
+            self.schedule(delay, EventKind::Deliver { message });
+        }
+    }
+
+    // ----- Queries used by the lab-style helpers -----
+
+    /// Slots of running, connected nodes that claim leadership, with their terms.
+    pub fn leaders(&self) -> Vec<(usize, Term)> {
+        (0..self.len())
+            .filter(|&i| self.is_connected(i))
+            .filter_map(|i| {
+                let node = self.node(i)?;
+                (node.role() == Role::Leader).then(|| (i, node.term()))
+            })
+            .collect()
+    }
+}
