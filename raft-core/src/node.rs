@@ -710,7 +710,6 @@ impl RaftNode {
                 conflict_term,
                 conflict_index,
             } => {
-                pr.heard_since_heartbeat = true;
                 if pr.is_stale_rejection(prev_log_index) {
                     return;
                 }

@@ -32,8 +32,10 @@ pub struct Progress {
     probe_sent: bool,
     /// In `Replicate`: last index of each unacknowledged AppendEntries, oldest first.
     inflight: VecDeque<LogIndex>,
-    /// Whether the follower answered since the last heartbeat.
-    pub(crate) heard_since_heartbeat: bool,
+    /// Whether the follower acknowledged new entries since the last heartbeat. Answers that
+    /// prove nothing new (heartbeat acknowledgements at the old match) do not count: a
+    /// follower whose appends were lost still answers heartbeats.
+    progressed_since_heartbeat: bool,
 }
 
 impl Progress {
@@ -46,7 +48,7 @@ impl Progress {
             state: ReplicationState::Probe,
             probe_sent: false,
             inflight: VecDeque::new(),
-            heard_since_heartbeat: false,
+            progressed_since_heartbeat: false,
         }
     }
 
@@ -78,10 +80,10 @@ impl Progress {
 
     /// Records an acknowledgement up to `index`; returns whether `match_index` advanced.
     pub fn on_accepted(&mut self, index: LogIndex) -> bool {
-        self.heard_since_heartbeat = true;
         let advanced = index > self.match_index;
         if advanced {
             self.match_index = index;
+            self.progressed_since_heartbeat = true;
         }
         self.next_index = self.next_index.max(self.match_index + 1);
         while self.inflight.front().is_some_and(|&last| last <= index) {
@@ -119,9 +121,10 @@ impl Progress {
 
     /// Called at every leader heartbeat: lifts a probe's pause, and falls back to probing when
     /// a replicating follower has had appends outstanding for a whole heartbeat interval without
-    /// answering (they were probably lost). Returns whether entries must be resent.
+    /// acknowledging any of them (they were probably lost). Returns whether entries must be
+    /// resent.
     pub fn on_heartbeat(&mut self) -> bool {
-        let heard = std::mem::replace(&mut self.heard_since_heartbeat, false);
+        let heard = std::mem::replace(&mut self.progressed_since_heartbeat, false);
         match self.state {
             ReplicationState::Probe => {
                 self.probe_sent = false;
@@ -164,9 +167,11 @@ mod tests {
         assert!(pr.is_paused(2));
         pr.on_accepted(8);
         assert_eq!(pr.inflight(), 1);
-        // Heard from it during this interval: keep streaming.
+        // Acknowledged something during this interval: keep streaming.
         assert!(!pr.on_heartbeat());
-        // Silent for a whole interval with appends outstanding: probe from the match.
+        // Answering heartbeats at the old match is not progress: the append ending at 9 is
+        // presumed lost, so probe again from the match.
+        pr.on_accepted(8);
         assert!(pr.on_heartbeat());
         assert_eq!(pr.state, ReplicationState::Probe);
         assert_eq!(pr.next_index, 9);

@@ -11,8 +11,10 @@ pub struct NetConfig {
     pub duplicate_rate: f64,
     /// Delivery delay range in simulated milliseconds, inclusive.
     pub delay_ms: (u64, u64),
-    /// Long reordering: with probability 2/3 a message is held back a further 200-2199 ms,
-    /// skewed toward short holds, as in the labs' `longReordering`.
+    /// Long reordering: with probability 2/3 a *response* is held back a further 200-2199 ms,
+    /// skewed toward short holds, as the labs' `longReordering` holds back replies. Requests are
+    /// not held back: with both legs of every round trip delayed that long, no election
+    /// timeout of a few hundred milliseconds could ever complete an election.
     pub long_reordering: bool,
 }
 
@@ -38,8 +40,9 @@ impl NetConfig {
         }
     }
 
-    /// Draws the delivery delays of one message: empty when it is lost, two when duplicated.
-    pub(crate) fn delays(&self, rng: &mut SplitMix64) -> Vec<u64> {
+    /// Draws the delivery delays of one message (a request or a response): empty when it is
+    /// lost, two when duplicated.
+    pub(crate) fn delays(&self, rng: &mut SplitMix64, is_request: bool) -> Vec<u64> {
         if rng.chance(self.drop_rate) {
             return Vec::new();
         }
@@ -51,7 +54,7 @@ impl NetConfig {
         (0..copies)
             .map(|_| {
                 let mut delay = rng.range(self.delay_ms.0, self.delay_ms.1 + 1);
-                if self.long_reordering && rng.chance(2.0 / 3.0) {
+                if self.long_reordering && !is_request && rng.chance(2.0 / 3.0) {
                     let spread = rng.range(0, 2000);
                     delay += 200 + rng.range(0, spread + 1);
                 }

@@ -579,7 +579,7 @@ impl Sim {
         if !self.topology.link_ok(from, to) {
             return;
         }
-        for delay in self.net.delays(&mut self.rng) {
+        for delay in self.net.delays(&mut self.rng, message.is_request()) {
             let message = message.clone();
             self.schedule(delay, EventKind::Deliver { message });
         }

@@ -1,0 +1,478 @@
+//! Hand-driven scenarios pinning down the node's contract: the order of persists and sends,
+//! how followers treat stale and conflicting appends, and how the leader recovers lost appends.
+
+use raft_core::{
+    Action, AppendResult, Config, DurableState, Entry, Message, MessageBody, Payload,
+    PersistUpdate, RaftNode, Role,
+};
+
+fn config(id: u64, voters: &[u64]) -> Config {
+    let mut c = Config::new(id, voters.to_vec());
+    c.election_timeout_min = 10;
+    c.election_timeout_max = 11;
+    c.heartbeat_interval = 2;
+    c.max_inflight_appends = 1;
+    c
+}
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        index,
+        term,
+        payload: Payload::Command(vec![index as u8, term as u8]),
+    }
+}
+
+fn sends(actions: &[Action]) -> Vec<&Message> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+fn position(actions: &[Action], pred: impl Fn(&Action) -> bool) -> usize {
+    actions.iter().position(pred).expect("action present")
+}
+
+/// Makes node 1 of {1,2,3} leader of term 1 and returns it with its log persisted.
+fn leader() -> RaftNode {
+    let mut node = RaftNode::new(config(1, &[1, 2, 3])).unwrap();
+    for _ in 0..10 {
+        node.tick();
+    }
+    assert_eq!(node.role(), Role::Candidate);
+    node.take_actions();
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        body: MessageBody::VoteResponse { granted: true },
+    });
+    assert!(node.is_leader());
+    for action in node.take_actions() {
+        if let Action::Persist(update) = action {
+            if let Some((index, term)) = update.last_entry() {
+                node.persisted(index, term);
+            }
+        }
+    }
+    node
+}
+
+#[test]
+fn candidate_persists_term_and_vote_before_asking_for_votes() {
+    let mut node = RaftNode::new(config(1, &[1, 2, 3])).unwrap();
+    for _ in 0..10 {
+        node.tick();
+    }
+    let actions = node.take_actions();
+    let persist = position(
+        &actions,
+        |a| matches!(a, Action::Persist(PersistUpdate { hard_state: Some(hs), .. }) if hs.term == 1 && hs.voted_for == Some(1)),
+    );
+    let first_request = position(&actions, |a| {
+        matches!(
+            a,
+            Action::Send(Message {
+                body: MessageBody::VoteRequest { .. },
+                ..
+            })
+        )
+    });
+    assert!(persist < first_request, "{actions:?}");
+    assert_eq!(sends(&actions).len(), 2);
+}
+
+#[test]
+fn vote_is_durable_before_it_is_granted_and_granted_once_per_term() {
+    let mut node = RaftNode::new(config(3, &[1, 2, 3])).unwrap();
+    let request = |from| Message {
+        from,
+        to: 3,
+        term: 4,
+        body: MessageBody::VoteRequest {
+            last_log_index: 0,
+            last_log_term: 0,
+        },
+    };
+    node.step(request(1));
+    let actions = node.take_actions();
+    let persist = position(
+        &actions,
+        |a| matches!(a, Action::Persist(PersistUpdate { hard_state: Some(hs), .. }) if hs.voted_for == Some(1)),
+    );
+    let grant = position(&actions, |a| {
+        matches!(
+            a,
+            Action::Send(Message {
+                body: MessageBody::VoteResponse { granted: true },
+                ..
+            })
+        )
+    });
+    assert!(persist < grant, "{actions:?}");
+    // A second candidate in the same term is refused; the first may ask again.
+    node.step(request(2));
+    let actions = node.take_actions();
+    assert!(matches!(
+        sends(&actions)[..],
+        [Message {
+            body: MessageBody::VoteResponse { granted: false },
+            ..
+        }]
+    ));
+    node.step(request(1));
+    let actions = node.take_actions();
+    assert!(matches!(
+        sends(&actions)[..],
+        [Message {
+            body: MessageBody::VoteResponse { granted: true },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn vote_refused_to_a_less_up_to_date_candidate() {
+    let state = DurableState {
+        hard_state: raft_core::HardState {
+            term: 3,
+            voted_for: None,
+        },
+        entries: vec![entry(1, 1), entry(2, 3)],
+    };
+    for (last_log_index, last_log_term, expected) in [(5, 2, false), (1, 3, false), (2, 3, true)] {
+        let mut fresh = RaftNode::restore(config(3, &[1, 2, 3]), &state).unwrap();
+        fresh.step(Message {
+            from: 1,
+            to: 3,
+            term: 4,
+            body: MessageBody::VoteRequest {
+                last_log_index,
+                last_log_term,
+            },
+        });
+        let actions = fresh.take_actions();
+        assert!(
+            matches!(sends(&actions)[..], [Message { body: MessageBody::VoteResponse { granted }, .. }] if *granted == expected),
+            "candidate ({last_log_index}, {last_log_term}): {actions:?}"
+        );
+    }
+}
+
+#[test]
+fn leader_sends_appends_before_its_own_write_and_counts_itself_only_once_durable() {
+    let mut node = leader();
+    // Follower 2 acknowledges the no-op, so the leader streams to it.
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 1 }),
+    });
+    node.take_actions();
+    let (index, _) = node.propose(b"x".to_vec()).unwrap();
+    let actions = node.take_actions();
+    let append = position(
+        &actions,
+        |a| matches!(a, Action::Send(Message { body: MessageBody::AppendRequest { entries, .. }, .. }) if entries.iter().any(|e| e.index == index)),
+    );
+    let persist = position(
+        &actions,
+        |a| matches!(a, Action::Persist(u) if u.entries.iter().any(|e| e.index == index)),
+    );
+    assert!(append < persist, "{actions:?}");
+    // Node 2 acknowledges the entry: with the leader's own copy not yet durable that is one
+    // copy of the two a majority of three needs.
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: index }),
+    });
+    assert!(
+        node.commit_index() < index,
+        "committed without the leader's own durable copy"
+    );
+    node.persisted(index, 1);
+    assert_eq!(node.commit_index(), index);
+    let actions = node.take_actions();
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Apply(e) if e.last().map(|e| e.index) == Some(index))));
+}
+
+#[test]
+fn follower_persists_entries_before_acknowledging_them() {
+    let mut node = RaftNode::new(config(2, &[1, 2, 3])).unwrap();
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::AppendRequest {
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![entry(1, 1), entry(2, 1)],
+            leader_commit: 1,
+        },
+    });
+    let actions = node.take_actions();
+    let persist = position(
+        &actions,
+        |a| matches!(a, Action::Persist(u) if u.entries.len() == 2),
+    );
+    let ack = position(&actions, |a| {
+        matches!(
+            a,
+            Action::Send(Message {
+                body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 2 }),
+                ..
+            })
+        )
+    });
+    let apply = position(&actions, |a| matches!(a, Action::Apply(e) if e.len() == 1));
+    assert!(persist < ack && persist < apply, "{actions:?}");
+}
+
+fn follower_with(entries: Vec<Entry>, term: u64) -> RaftNode {
+    let state = DurableState {
+        hard_state: raft_core::HardState {
+            term,
+            voted_for: None,
+        },
+        entries,
+    };
+    RaftNode::restore(config(2, &[1, 2, 3]), &state).unwrap()
+}
+
+fn append(prev: (u64, u64), entries: Vec<Entry>, term: u64) -> Message {
+    Message {
+        from: 1,
+        to: 2,
+        term,
+        body: MessageBody::AppendRequest {
+            prev_log_index: prev.0,
+            prev_log_term: prev.1,
+            entries,
+            leader_commit: 0,
+        },
+    }
+}
+
+#[test]
+fn stale_append_never_truncates_matching_entries() {
+    let mut node = follower_with(vec![entry(1, 1), entry(2, 1), entry(3, 1)], 1);
+    // A delayed copy of an older append carrying only entry 2.
+    node.step(append((1, 1), vec![entry(2, 1)], 1));
+    assert_eq!(node.log().last_index(), 3);
+    let actions = node.take_actions();
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Persist(_))),
+        "{actions:?}"
+    );
+    assert!(matches!(
+        sends(&actions)[..],
+        [Message {
+            body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 2 }),
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn conflicting_suffix_is_truncated_from_the_first_conflict() {
+    let mut node = follower_with(vec![entry(1, 1), entry(2, 1), entry(3, 1)], 2);
+    node.step(append(
+        (1, 1),
+        vec![entry(2, 1), entry(3, 2), entry(4, 2)],
+        2,
+    ));
+    assert_eq!(node.log().term(3), Some(2));
+    assert_eq!(node.log().last_index(), 4);
+    let actions = node.take_actions();
+    assert!(actions.iter().any(|a| matches!(a, Action::Persist(u) if u.truncate_from == Some(3) && u.entries.len() == 2)), "{actions:?}");
+}
+
+#[test]
+fn rejection_carries_conflict_hints() {
+    let mut node = follower_with(vec![entry(1, 1), entry(2, 2), entry(3, 2), entry(4, 2)], 3);
+    node.step(append((4, 3), vec![], 3));
+    let actions = node.take_actions();
+    assert!(
+        matches!(
+            sends(&actions)[..],
+            [Message {
+                body: MessageBody::AppendResponse(AppendResult::Rejected {
+                    prev_log_index: 4,
+                    conflict_term: Some(2),
+                    conflict_index: 2
+                }),
+                ..
+            }]
+        ),
+        "{actions:?}"
+    );
+    node.step(append((9, 3), vec![], 3));
+    let actions = node.take_actions();
+    assert!(
+        matches!(
+            sends(&actions)[..],
+            [Message {
+                body: MessageBody::AppendResponse(AppendResult::Rejected {
+                    conflict_term: None,
+                    conflict_index: 5,
+                    ..
+                }),
+                ..
+            }]
+        ),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn leader_resends_an_append_that_was_lost() {
+    let mut node = leader();
+    // Follower 2 acknowledges the leader's no-op and moves to streaming.
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 1 }),
+    });
+    node.propose(b"lost".to_vec()).unwrap();
+    node.take_actions(); // the append carrying index 2 is lost
+                         // For a while the follower only answers heartbeats at its old match index.
+    let mut resent = false;
+    for _ in 0..6 {
+        node.tick();
+        for message in sends(&node.take_actions()) {
+            if message.to != 2 {
+                continue;
+            }
+            if let MessageBody::AppendRequest {
+                entries,
+                prev_log_index,
+                ..
+            } = &message.body
+            {
+                if entries.iter().any(|e| e.index == 2) {
+                    resent = true;
+                }
+                if entries.is_empty() {
+                    node.step(Message {
+                        from: 2,
+                        to: 1,
+                        term: 1,
+                        body: MessageBody::AppendResponse(AppendResult::Accepted {
+                            match_index: *prev_log_index,
+                        }),
+                    });
+                }
+            }
+        }
+    }
+    assert!(resent, "the lost entry was never sent again");
+}
+
+#[test]
+fn higher_term_makes_a_leader_step_down_and_persist_the_term() {
+    let mut node = leader();
+    node.step(Message {
+        from: 3,
+        to: 1,
+        term: 7,
+        body: MessageBody::AppendResponse(AppendResult::Rejected {
+            prev_log_index: 0,
+            conflict_term: None,
+            conflict_index: 1,
+        }),
+    });
+    assert_eq!(node.role(), Role::Follower);
+    assert_eq!(node.term(), 7);
+    let actions = node.take_actions();
+    assert!(actions.iter().any(|a| matches!(a, Action::Persist(PersistUpdate { hard_state: Some(hs), .. }) if hs.term == 7 && hs.voted_for.is_none())));
+}
+
+#[test]
+fn malformed_and_foreign_messages_are_dropped() {
+    let mut node = follower_with(vec![entry(1, 1)], 1);
+    // Not consecutive.
+    node.step(append((1, 1), vec![entry(3, 1)], 1));
+    // From outside the cluster.
+    node.step(Message {
+        from: 9,
+        ..append((1, 1), vec![entry(2, 1)], 1)
+    });
+    // Addressed to someone else.
+    node.step(Message {
+        to: 3,
+        ..append((1, 1), vec![entry(2, 1)], 1)
+    });
+    // Entry term above the message's term.
+    node.step(append((1, 1), vec![entry(2, 5)], 1));
+    assert_eq!(node.log().last_index(), 1);
+    assert!(!node
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Persist(_))));
+}
+
+#[test]
+fn restore_rejects_inconsistent_state() {
+    let bad_vote = DurableState {
+        hard_state: raft_core::HardState {
+            term: 1,
+            voted_for: Some(42),
+        },
+        entries: vec![],
+    };
+    assert!(RaftNode::restore(config(1, &[1, 2, 3]), &bad_vote).is_err());
+    let log_ahead = DurableState {
+        hard_state: raft_core::HardState {
+            term: 1,
+            voted_for: None,
+        },
+        entries: vec![entry(1, 2)],
+    };
+    assert!(RaftNode::restore(config(1, &[1, 2, 3]), &log_ahead).is_err());
+    let gap = DurableState {
+        hard_state: raft_core::HardState {
+            term: 2,
+            voted_for: None,
+        },
+        entries: vec![entry(1, 1), entry(3, 1)],
+    };
+    assert!(RaftNode::restore(config(1, &[1, 2, 3]), &gap).is_err());
+}
+
+#[test]
+fn single_node_cluster_commits_after_its_own_write() {
+    let mut node = RaftNode::new(config(1, &[1])).unwrap();
+    for _ in 0..10 {
+        node.tick();
+    }
+    assert!(node.is_leader());
+    let (index, term) = node.propose(b"solo".to_vec()).unwrap();
+    let mut applied = Vec::new();
+    for _ in 0..3 {
+        for action in node.take_actions() {
+            match action {
+                Action::Persist(update) => {
+                    if let Some((i, t)) = update.last_entry() {
+                        node.persisted(i, t);
+                    }
+                }
+                Action::Apply(entries) => applied.extend(entries),
+                Action::Send(m) => panic!("nobody to send to: {m:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        applied.last().map(|e| (e.index, e.term)),
+        Some((index, term))
+    );
+}
