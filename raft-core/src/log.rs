@@ -58,9 +58,8 @@ impl RaftLog {
         snapshot_term: Term,
         entries: Vec<Entry>,
     ) -> Result<Self, LogError> {
-        let mut expected = snapshot_index + 1;
         let mut previous = snapshot_term;
-        for entry in &entries {
+        for (expected, entry) in (snapshot_index + 1..).zip(&entries) {
             if entry.index != expected {
                 return Err(LogError::NotConsecutive {
                     expected,
@@ -74,7 +73,6 @@ impl RaftLog {
                     previous,
                 });
             }
-            expected += 1;
             previous = entry.term;
         }
         Ok(Self {

@@ -40,6 +40,8 @@ pub struct Checker {
     /// Chain hash of every durable (index, term) seen on any node.
     chains: HashMap<(LogIndex, Term), u64>,
     violation: Option<String>,
+    /// Number of invariant checks performed.
+    checks: u64,
 }
 
 fn entry_hash(previous: u64, entry: &Entry) -> u64 {
@@ -58,6 +60,7 @@ impl Checker {
             committed: Vec::new(),
             chains: HashMap::new(),
             violation: None,
+            checks: 0,
         }
     }
 
@@ -79,6 +82,7 @@ impl Checker {
 
     /// Records that node `slot` made `update` durable. Call before applying it to the disk.
     pub fn on_persist(&mut self, slot: usize, update: &PersistUpdate) {
+        self.checks += 1 + update.entries.len() as u64;
         let watch = &mut self.nodes[slot];
         if let Some(new) = update.hard_state {
             let old = watch.hard_state;
@@ -145,6 +149,7 @@ impl Checker {
 
     /// Records that node `slot` applied `entry`.
     pub fn on_apply(&mut self, slot: usize, entry: &Entry) {
+        self.checks += 1;
         let watch = &mut self.nodes[slot];
         if entry.index != watch.last_applied + 1 {
             let msg = format!(
@@ -176,6 +181,7 @@ impl Checker {
 
     /// Checks a node's volatile state after it handled an input.
     pub fn after_step(&mut self, slot: usize, node: &RaftNode) {
+        self.checks += 1;
         let commit = node.commit_index();
         let watch = &mut self.nodes[slot];
         if commit < watch.commit_seen {
@@ -236,6 +242,11 @@ impl Checker {
         let watch = &mut self.nodes[slot];
         watch.last_applied = 0;
         watch.commit_seen = 0;
+    }
+
+    /// Number of invariant checks performed so far.
+    pub fn checks(&self) -> u64 {
+        self.checks
     }
 
     /// Number of terms that had a leader.
