@@ -476,3 +476,85 @@ fn single_node_cluster_commits_after_its_own_write() {
         Some((index, term))
     );
 }
+
+#[test]
+fn leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
+    // Figure 8: node 1 restarts holding an entry of term 2 that it never committed, and wins
+    // term 4. A majority storing that entry does not make it committed; only an entry of term 4
+    // stored on a majority commits it (and everything before).
+    let state = DurableState {
+        hard_state: raft_core::HardState {
+            term: 3,
+            voted_for: None,
+        },
+        entries: vec![entry(1, 1), entry(2, 2)],
+    };
+    let mut node = RaftNode::restore(config(1, &[1, 2, 3, 4, 5]), &state).unwrap();
+    for _ in 0..10 {
+        node.tick();
+    }
+    node.take_actions();
+    for voter in [2, 3] {
+        node.step(Message {
+            from: voter,
+            to: 1,
+            term: 4,
+            body: MessageBody::VoteResponse { granted: true },
+        });
+    }
+    assert!(node.is_leader());
+    assert_eq!(node.term(), 4);
+    for action in node.take_actions() {
+        if let Action::Persist(update) = action {
+            if let Some((index, term)) = update.last_entry() {
+                node.persisted(index, term);
+            }
+        }
+    }
+    for follower in [2, 3] {
+        node.step(Message {
+            from: follower,
+            to: 1,
+            term: 4,
+            body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 2 }),
+        });
+    }
+    assert_eq!(
+        node.commit_index(),
+        0,
+        "entry 2 (term 2) must not commit by counting"
+    );
+    // Once the term-4 no-op at index 3 is on a majority, everything up to it commits.
+    for follower in [2, 3] {
+        node.step(Message {
+            from: follower,
+            to: 1,
+            term: 4,
+            body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 3 }),
+        });
+    }
+    assert_eq!(node.commit_index(), 3);
+}
+
+#[test]
+fn follower_commit_is_capped_by_the_entries_the_request_verified() {
+    // The follower holds entries 2 and 3 that the leader has not vouched for: a heartbeat that
+    // only proves the logs match up to index 1 must not commit them, whatever leader_commit says.
+    let mut node = follower_with(vec![entry(1, 1), entry(2, 1), entry(3, 1)], 2);
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 2,
+        body: MessageBody::AppendRequest {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![],
+            leader_commit: 3,
+        },
+    });
+    assert_eq!(node.commit_index(), 1);
+    let actions = node.take_actions();
+    assert!(actions
+        .iter()
+        .all(|a| !matches!(a, Action::Apply(e) if e.iter().any(|e| e.index > 1))));
+}

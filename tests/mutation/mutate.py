@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Plants deliberate bugs in raft-core, one at a time, and reports which suite catches each.
+
+Usage: python3 tests/mutation/mutate.py [--seeds N] [name ...]
+
+For every mutant it patches the source, runs the simulator suites and raft-core's own tests in
+release mode, records the first failing test and seed, and restores the file. A mutant that no
+test catches is reported as SURVIVED: a hole in the suites.
+"""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NODE = "raft-core/src/node.rs"
+PROGRESS = "raft-core/src/progress.rs"
+
+# (name, file, original text, mutated text)
+MUTANTS = [
+    ("figure8-commit-rule: commit entries of earlier terms by counting replicas", NODE,
+     "if candidate > self.commit_index && self.log.term(candidate) == Some(self.term) {",
+     "if candidate > self.commit_index {"),
+    ("up-to-date vote check dropped", NODE,
+     "let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);",
+     "let granted = can_vote;"),
+    ("truncate on every AppendEntries", NODE,
+     "                Some(term) if term == entry.term => continue,\n                Some(_) => {",
+     "                Some(_) => {"),
+    ("one vote per term dropped", NODE,
+     "let can_vote = self.voted_for == Some(candidate)\n            || (self.voted_for.is_none() && self.leader_id.is_none());",
+     "let can_vote = true;"),
+    ("leader counts its own entries before they are durable", NODE,
+     "matches.push(self.durable_index);",
+     "matches.push(self.log.last_index());"),
+    ("vote granted before it is durable", NODE,
+     "            self.persist_hard_state();\n            self.reset_election_timer();\n        }\n        self.send(candidate, MessageBody::VoteResponse { granted });",
+     "            self.reset_election_timer();\n        }\n        self.send(candidate, MessageBody::VoteResponse { granted });\n        if granted {\n            self.persist_hard_state();\n        }"),
+    ("follower commit not capped by the entries it verified", NODE,
+     "let new_commit = leader_commit.min(last_new);",
+     "let new_commit = leader_commit.min(self.log.last_index());"),
+    ("higher term does not clear the vote", NODE,
+     "            self.term = term;\n            self.voted_for = None;",
+     "            self.term = term;"),
+    ("stale rejections not ignored, backtracking by one", NODE,
+     "                if pr.is_stale_rejection(prev_log_index) {\n                    return;\n                }",
+     "                let _ = conflict_index;\n                pr.become_probe(prev_log_index);\n                if true {\n                    self.send_append(follower);\n                    return;\n                }"),
+    ("lost appends never retransmitted", PROGRESS,
+     "if !self.inflight.is_empty() && !heard {",
+     "if false && !heard {"),
+]
+
+
+def run(cmd, env):
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def first_failure(output):
+    """The first '<suite>::<test>: ... seed S: message' report, or the first failed test."""
+    m = re.search(r"^(\S+::\S+): \d+ of \d+ seeds failed\n\s+seed (\d+): (.*)$", output, re.M)
+    if m:
+        return f"{m.group(1)} seed {m.group(2)}: {m.group(3)[:160]}"
+    m = re.search(r"^test (\S+) \.\.\. FAILED", output, re.M)
+    if m:
+        return f"{m.group(1)} failed"
+    if "error[E" in output or "error: could not compile" in output:
+        return "DID NOT COMPILE"
+    return None
+
+
+def main():
+    args = sys.argv[1:]
+    seeds = "200"
+    if args[:1] == ["--seeds"]:
+        seeds, args = args[1], args[2:]
+    env = dict(os.environ, RAFT_SEEDS=seeds)
+    env.setdefault("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/raft-target"))
+    results = []
+    for name, path, original, mutated in MUTANTS:
+        if args and not any(a in name for a in args):
+            continue
+        full = os.path.join(ROOT, path)
+        source = open(full).read()
+        if source.count(original) != 1:
+            results.append((name, "PATCH DOES NOT APPLY (source changed?)"))
+            continue
+        try:
+            open(full, "w").write(source.replace(original, mutated))
+            out = run(["cargo", "test", "--release", "--no-fail-fast", "-p", "raft-tests", "-p", "raft-core"], env)
+            caught = first_failure(out.stdout + out.stderr)
+            results.append((name, caught or "SURVIVED"))
+        finally:
+            open(full, "w").write(source)
+        print(f"{name}: {results[-1][1]}", flush=True)
+    survived = [n for n, r in results if r in ("SURVIVED", "DID NOT COMPILE") or r.startswith("PATCH")]
+    print(f"\n{len(results) - len(survived)} of {len(results)} mutants caught")
+    sys.exit(1 if survived else 0)
+
+
+if __name__ == "__main__":
+    main()
