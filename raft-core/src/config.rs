@@ -28,6 +28,14 @@ pub struct Config {
     /// Maximum number of AppendEntries messages with entries in flight to one follower while
     /// replicating optimistically.
     pub max_inflight_appends: usize,
+    /// Pre-vote (Raft thesis §9.6): before raising its term, a node asks whether a majority would
+    /// vote for it. A node that rejoins after a partition, or that cannot win, then never bumps
+    /// terms and never deposes a healthy leader.
+    pub pre_vote: bool,
+    /// Check-quorum: a leader that has not heard from a majority within `election_timeout_max`
+    /// ticks steps down, and a follower that heard from its leader within
+    /// `election_timeout_min` ticks ignores requests to vote in a later term (the leader's lease).
+    pub check_quorum: bool,
     /// Seed of the node's random number generator (election timeouts). Two nodes with the same
     /// seed and id behave identically given the same inputs.
     pub seed: u64,
@@ -35,7 +43,8 @@ pub struct Config {
 
 impl Config {
     /// A configuration with the defaults: election timeout 10-20 ticks, heartbeat every 2
-    /// ticks, 1 MiB per AppendEntries, 64 appends in flight, seed derived from the id.
+    /// ticks, 1 MiB per AppendEntries, 64 appends in flight, pre-vote and check-quorum on, seed
+    /// derived from the id.
     pub fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
         Self {
             id,
@@ -45,6 +54,8 @@ impl Config {
             heartbeat_interval: 2,
             max_append_bytes: 1 << 20,
             max_inflight_appends: 64,
+            pre_vote: true,
+            check_quorum: true,
             seed: id,
         }
     }

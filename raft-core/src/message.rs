@@ -21,6 +21,20 @@ pub struct Message {
 /// The kinds of message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageBody {
+    /// Pre-vote: a would-be candidate asks whether the receiver would vote for it in
+    /// `Message::term` (its current term + 1). Neither side changes its term.
+    PreVoteRequest {
+        /// Index of the sender's last log entry.
+        last_log_index: LogIndex,
+        /// Term of the sender's last log entry.
+        last_log_term: Term,
+    },
+    /// The answer to a `PreVoteRequest`. When granted, `Message::term` echoes the request's
+    /// term; when refused, it is the voter's own term.
+    PreVoteResponse {
+        /// Whether the voter would vote for the sender.
+        granted: bool,
+    },
     /// RequestVote: a candidate asks for the receiver's vote in `Message::term`.
     VoteRequest {
         /// Index of the candidate's last log entry.
@@ -77,7 +91,9 @@ impl Message {
     pub fn is_request(&self) -> bool {
         matches!(
             self.body,
-            MessageBody::VoteRequest { .. } | MessageBody::AppendRequest { .. }
+            MessageBody::PreVoteRequest { .. }
+                | MessageBody::VoteRequest { .. }
+                | MessageBody::AppendRequest { .. }
         )
     }
 }

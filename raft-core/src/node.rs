@@ -25,6 +25,8 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Term};
 pub enum Role {
     /// Follows a leader (or waits for one).
     Follower,
+    /// Asks whether it could win an election, without raising its term (pre-vote).
+    PreCandidate,
     /// Asks for votes to become leader.
     Candidate,
     /// Accepts proposals and replicates the log.
@@ -58,6 +60,10 @@ pub struct Status {
 #[derive(Debug)]
 enum RoleState {
     Follower,
+    PreCandidate {
+        granted: BTreeSet<NodeId>,
+        rejected: BTreeSet<NodeId>,
+    },
     Candidate {
         granted: BTreeSet<NodeId>,
         rejected: BTreeSet<NodeId>,
@@ -97,6 +103,11 @@ pub struct RaftNode {
     election_elapsed: u32,
     election_timeout: u32,
     heartbeat_elapsed: u32,
+    /// Leader: ticks into the current check-quorum window.
+    check_quorum_elapsed: u32,
+    /// Consecutive election timeouts without hearing from a leader; widens the randomized
+    /// timeout (see `reset_election_timer`).
+    failed_elections: u32,
 
     actions: Vec<Action>,
 }
@@ -150,6 +161,8 @@ impl RaftNode {
             election_elapsed: 0,
             election_timeout: 0,
             heartbeat_elapsed: 0,
+            check_quorum_elapsed: 0,
+            failed_elections: 0,
             actions: Vec::new(),
         };
         node.reset_election_timer();
@@ -172,6 +185,7 @@ impl RaftNode {
     pub fn role(&self) -> Role {
         match self.role {
             RoleState::Follower => Role::Follower,
+            RoleState::PreCandidate { .. } => Role::PreCandidate,
             RoleState::Candidate { .. } => Role::Candidate,
             RoleState::Leader { .. } => Role::Leader,
         }
@@ -235,7 +249,7 @@ impl RaftNode {
     // ----- Inputs -----
 
     /// Advances logical time by one tick: followers and candidates count toward their election
-    /// timeout, leaders toward their next heartbeat.
+    /// timeout, leaders toward their next heartbeat and check-quorum.
     pub fn tick(&mut self) {
         if self.is_leader() {
             self.heartbeat_elapsed += 1;
@@ -243,10 +257,20 @@ impl RaftNode {
                 self.heartbeat_elapsed = 0;
                 self.broadcast_heartbeat();
             }
+            self.check_quorum_elapsed += 1;
+            if self.check_quorum_elapsed >= self.config.election_timeout_max {
+                self.check_quorum_elapsed = 0;
+                self.check_quorum();
+            }
         } else {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.election_timeout {
-                self.campaign();
+                self.failed_elections = self.failed_elections.saturating_add(1);
+                if self.config.pre_vote {
+                    self.pre_campaign();
+                } else {
+                    self.campaign();
+                }
             }
         }
     }
@@ -290,20 +314,54 @@ impl RaftNode {
         trace!(node = self.config.id, ?message, "step");
         let from = message.from;
         if message.term > self.term {
-            let leader = matches!(message.body, MessageBody::AppendRequest { .. }).then_some(from);
-            debug!(
-                node = self.config.id,
-                term = self.term,
-                new_term = message.term,
-                from,
-                "higher term seen; becoming follower"
+            let vote_request = matches!(
+                message.body,
+                MessageBody::VoteRequest { .. } | MessageBody::PreVoteRequest { .. }
             );
-            self.become_follower(message.term, leader);
+            if vote_request && self.config.check_quorum && self.in_leader_lease() {
+                // The leader was heard from recently: a node asking to replace it is partitioned
+                // or slow. Ignoring it keeps the term, and the healthy leader, in place.
+                debug!(
+                    node = self.config.id,
+                    from, "vote request ignored during leader lease"
+                );
+                return;
+            }
+            match message.body {
+                // Pre-votes never change the receiver's term, and a granted pre-vote echoes the
+                // term the pre-candidate proposed.
+                MessageBody::PreVoteRequest { .. }
+                | MessageBody::PreVoteResponse { granted: true } => {}
+                _ => {
+                    let leader =
+                        matches!(message.body, MessageBody::AppendRequest { .. }).then_some(from);
+                    debug!(
+                        node = self.config.id,
+                        term = self.term,
+                        new_term = message.term,
+                        from,
+                        "higher term seen; becoming follower"
+                    );
+                    self.become_follower(message.term, leader);
+                }
+            }
         } else if message.term < self.term {
             self.answer_stale_request(message);
             return;
         }
+        if let RoleState::Leader { progress } = &mut self.role {
+            if let Some(pr) = progress.get_mut(&from) {
+                pr.recent_active = true;
+            }
+        }
         match message.body {
+            MessageBody::PreVoteRequest {
+                last_log_index,
+                last_log_term,
+            } => self.handle_pre_vote_request(from, message.term, last_log_index, last_log_term),
+            MessageBody::PreVoteResponse { granted } => {
+                self.handle_pre_vote_response(from, message.term, granted)
+            }
             MessageBody::VoteRequest {
                 last_log_index,
                 last_log_term,
@@ -325,7 +383,9 @@ impl RaftNode {
                         );
                         return;
                     }
-                    RoleState::Candidate { .. } => self.become_follower(self.term, Some(from)),
+                    RoleState::Candidate { .. } | RoleState::PreCandidate { .. } => {
+                        self.become_follower(self.term, Some(from))
+                    }
                     RoleState::Follower => {}
                 }
                 self.handle_append_request(
@@ -402,10 +462,14 @@ impl RaftNode {
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_with_term(to, self.term, body);
+    }
+
+    fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
         let message = Message {
             from: self.config.id,
             to,
-            term: self.term,
+            term,
             body,
         };
         self.push(Action::Send(message));
@@ -423,12 +487,21 @@ impl RaftNode {
 
     // ----- Role transitions -----
 
+    /// Restarts the election timer with a random timeout. After consecutive elections that
+    /// produced no leader, the random spread doubles (up to four times the configured spread):
+    /// when round trips are slow compared with the timeout, competing candidates keep cutting
+    /// each other's elections short, and a wider spread lets one of them finish.
     fn reset_election_timer(&mut self) {
+        const MAX_BACKOFF_SHIFT: u32 = 2;
         self.election_elapsed = 0;
-        self.election_timeout = self.rng.range(
-            u64::from(self.config.election_timeout_min),
-            u64::from(self.config.election_timeout_max),
-        ) as u32;
+        let min = u64::from(self.config.election_timeout_min);
+        let spread = u64::from(self.config.election_timeout_max) - min;
+        let shift = self
+            .failed_elections
+            .saturating_sub(1)
+            .min(MAX_BACKOFF_SHIFT);
+        let timeout = self.rng.range(min, min + (spread << shift));
+        self.election_timeout = u32::try_from(timeout).unwrap_or(u32::MAX);
     }
 
     fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -444,6 +517,66 @@ impl RaftNode {
         // A node stepping down must restart its timer, or it may time out again at once and
         // elections never settle.
         self.reset_election_timer();
+    }
+
+    /// Whether this node heard from a live leader recently enough to refuse to replace it.
+    fn in_leader_lease(&self) -> bool {
+        match self.role {
+            RoleState::Leader { .. } => true,
+            _ => {
+                self.leader_id.is_some() && self.election_elapsed < self.config.election_timeout_min
+            }
+        }
+    }
+
+    /// Pre-vote: ask whether a majority would vote for us in the next term, without raising ours.
+    fn pre_campaign(&mut self) {
+        self.flush_unpersisted();
+        self.leader_id = None;
+        self.role = RoleState::PreCandidate {
+            granted: BTreeSet::from([self.config.id]),
+            rejected: BTreeSet::new(),
+        };
+        self.reset_election_timer();
+        debug!(node = self.config.id, term = self.term, "starting pre-vote");
+        if quorum::has_majority(1, self.config.voters.len()) {
+            self.campaign();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        for i in 0..self.peers.len() {
+            self.send_with_term(
+                self.peers[i],
+                self.term + 1,
+                MessageBody::PreVoteRequest {
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
+    }
+
+    /// Check-quorum: a leader that has not heard from a majority during the last window steps
+    /// down, so a partitioned leader stops accepting proposals it can never commit.
+    fn check_quorum(&mut self) {
+        if !self.config.check_quorum {
+            return;
+        }
+        let voters = self.config.voters.len();
+        let RoleState::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let active = 1 + progress.values().filter(|p| p.recent_active).count();
+        progress.values_mut().for_each(|p| p.recent_active = false);
+        if !quorum::has_majority(active, voters) {
+            debug!(
+                node = self.config.id,
+                term = self.term,
+                active,
+                "lost contact with a majority; stepping down"
+            );
+            self.become_follower(self.term, None);
+        }
     }
 
     fn campaign(&mut self) {
@@ -485,6 +618,8 @@ impl RaftNode {
         self.role = RoleState::Leader { progress };
         self.leader_id = Some(self.config.id);
         self.heartbeat_elapsed = 0;
+        self.check_quorum_elapsed = 0;
+        self.failed_elections = 0;
         // An entry of the new term lets the leader commit everything before it (§5.4.2).
         self.append_as_leader(Payload::Noop);
     }
@@ -506,6 +641,10 @@ impl RaftNode {
     /// A request from an older term gets an answer carrying our term, so its sender steps down.
     fn answer_stale_request(&mut self, message: Message) {
         match message.body {
+            MessageBody::PreVoteRequest { .. } => self.send(
+                message.from,
+                MessageBody::PreVoteResponse { granted: false },
+            ),
             MessageBody::VoteRequest { .. } => {
                 self.send(message.from, MessageBody::VoteResponse { granted: false })
             }
@@ -517,7 +656,48 @@ impl RaftNode {
                     conflict_index: self.log.last_index() + 1,
                 }),
             ),
-            MessageBody::VoteResponse { .. } | MessageBody::AppendResponse(_) => {}
+            MessageBody::PreVoteResponse { .. }
+            | MessageBody::VoteResponse { .. }
+            | MessageBody::AppendResponse(_) => {}
+        }
+    }
+
+    fn handle_pre_vote_request(
+        &mut self,
+        candidate: NodeId,
+        proposed_term: Term,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    ) {
+        // Granting promises nothing and changes nothing, so nothing is persisted.
+        let granted = proposed_term > self.term
+            && !self.in_leader_lease()
+            && self.log.is_up_to_date(last_log_index, last_log_term);
+        let term = if granted { proposed_term } else { self.term };
+        self.send_with_term(candidate, term, MessageBody::PreVoteResponse { granted });
+    }
+
+    fn handle_pre_vote_response(&mut self, voter: NodeId, term: Term, granted: bool) {
+        let voters = self.config.voters.len();
+        let proposed = self.term + 1;
+        let RoleState::PreCandidate {
+            granted: yes,
+            rejected: no,
+        } = &mut self.role
+        else {
+            return;
+        };
+        if granted && term == proposed {
+            yes.insert(voter);
+        } else if !granted {
+            no.insert(voter);
+        } else {
+            return; // a grant for a term we no longer propose
+        }
+        if quorum::has_majority(yes.len(), voters) {
+            self.campaign();
+        } else if quorum::has_majority(no.len(), voters) {
+            self.become_follower(self.term, None);
         }
     }
 
@@ -577,6 +757,7 @@ impl RaftNode {
     ) {
         self.leader_id = Some(leader);
         self.election_elapsed = 0;
+        self.failed_elections = 0;
 
         if let Err(problem) = validate_entries(prev_log_index, prev_log_term, self.term, &entries) {
             warn!(

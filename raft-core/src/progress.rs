@@ -36,6 +36,8 @@ pub struct Progress {
     /// prove nothing new (heartbeat acknowledgements at the old match) do not count: a
     /// follower whose appends were lost still answers heartbeats.
     progressed_since_heartbeat: bool,
+    /// Whether the follower answered anything during the current check-quorum window.
+    pub recent_active: bool,
 }
 
 impl Progress {
@@ -49,6 +51,7 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             progressed_since_heartbeat: false,
+            recent_active: false,
         }
     }
 

@@ -12,6 +12,9 @@ fn config(id: u64, voters: &[u64]) -> Config {
     c.election_timeout_max = 11;
     c.heartbeat_interval = 2;
     c.max_inflight_appends = 1;
+    // These scenarios drive elections by hand; pre-vote and check-quorum have their own tests.
+    c.pre_vote = false;
+    c.check_quorum = false;
     c
 }
 
@@ -557,4 +560,134 @@ fn follower_commit_is_capped_by_the_entries_the_request_verified() {
     assert!(actions
         .iter()
         .all(|a| !matches!(a, Action::Apply(e) if e.iter().any(|e| e.index > 1))));
+}
+
+fn with_prevote(mut c: Config) -> Config {
+    c.pre_vote = true;
+    c.check_quorum = true;
+    c
+}
+
+#[test]
+fn pre_vote_does_not_raise_the_term_of_an_isolated_node() {
+    let mut node = RaftNode::new(with_prevote(config(1, &[1, 2, 3]))).unwrap();
+    for _ in 0..200 {
+        node.tick();
+        let actions = node.take_actions();
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Persist(_))),
+            "{actions:?}"
+        );
+        for m in sends(&actions) {
+            assert!(matches!(m.body, MessageBody::PreVoteRequest { .. }) && m.term == 1);
+        }
+    }
+    assert_eq!(node.term(), 0);
+    assert_eq!(node.role(), Role::PreCandidate);
+}
+
+#[test]
+fn pre_vote_majority_starts_a_real_election() {
+    let mut node = RaftNode::new(with_prevote(config(1, &[1, 2, 3]))).unwrap();
+    for _ in 0..10 {
+        node.tick();
+    }
+    node.take_actions();
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        body: MessageBody::PreVoteResponse { granted: true },
+    });
+    assert_eq!(node.role(), Role::Candidate);
+    assert_eq!(node.term(), 1);
+    let actions = node.take_actions();
+    assert_eq!(
+        sends(&actions)
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::VoteRequest { .. }))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn follower_in_leader_lease_ignores_vote_requests_from_a_later_term() {
+    let mut node = RaftNode::new(with_prevote(config(2, &[1, 2, 3]))).unwrap();
+    node.step(append((0, 0), vec![], 1));
+    node.take_actions();
+    for body in [
+        MessageBody::VoteRequest {
+            last_log_index: 9,
+            last_log_term: 9,
+        },
+        MessageBody::PreVoteRequest {
+            last_log_index: 9,
+            last_log_term: 9,
+        },
+    ] {
+        node.step(Message {
+            from: 3,
+            to: 2,
+            term: 6,
+            body,
+        });
+        assert_eq!(node.term(), 1, "the lease keeps the term");
+        assert!(sends(&node.take_actions()).is_empty());
+    }
+    // Once the lease has run out (no word from the leader), the same request is granted.
+    for _ in 0..10 {
+        node.tick();
+    }
+    node.take_actions();
+    node.step(Message {
+        from: 3,
+        to: 2,
+        term: 6,
+        body: MessageBody::VoteRequest {
+            last_log_index: 9,
+            last_log_term: 9,
+        },
+    });
+    assert_eq!(node.term(), 6);
+}
+
+#[test]
+fn leader_without_a_quorum_steps_down() {
+    let mut c = with_prevote(config(1, &[1, 2, 3]));
+    c.pre_vote = false;
+    let mut node = RaftNode::new(c).unwrap();
+    for _ in 0..10 {
+        node.tick();
+    }
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        body: MessageBody::VoteResponse { granted: true },
+    });
+    assert!(node.is_leader());
+    // Follower 2 keeps answering: the leader stays.
+    for _ in 0..30 {
+        node.tick();
+        node.take_actions();
+        node.step(Message {
+            from: 2,
+            to: 1,
+            term: 1,
+            body: MessageBody::AppendResponse(AppendResult::Rejected {
+                prev_log_index: 0,
+                conflict_term: None,
+                conflict_index: 1,
+            }),
+        });
+    }
+    assert!(node.is_leader());
+    // Silence from everyone for two windows: it steps down.
+    for _ in 0..22 {
+        node.tick();
+        node.take_actions();
+    }
+    assert_eq!(node.role(), Role::Follower);
+    assert_eq!(node.term(), 1);
 }

@@ -80,7 +80,10 @@ impl Sim {
                 return Ok(slot);
             }
         }
-        Err(self.failure("expected one leader, got none".into()))
+        Err(self.failure(format!(
+            "expected one leader, got none [{}]",
+            self.describe()
+        )))
     }
 
     /// Checks that every running, connected node has the same term, and returns it.
@@ -201,8 +204,9 @@ impl Sim {
                 }
                 if !retry {
                     return Err(self.failure(format!(
-                        "one({}) failed to reach agreement",
-                        describe(&command)
+                        "one({}) failed to reach agreement [{}]",
+                        describe(&command),
+                        self.describe()
                     )));
                 }
             } else {
@@ -210,9 +214,10 @@ impl Sim {
             }
         }
         Err(self.failure(format!(
-            "one({}) failed to reach agreement within {} ms",
+            "one({}) failed to reach agreement within {} ms [{}]",
             describe(&command),
-            ONE_TIMEOUT_MS
+            ONE_TIMEOUT_MS,
+            self.describe()
         )))
     }
 }

@@ -48,13 +48,13 @@ pub struct SimConfig {
 
 impl SimConfig {
     /// Defaults in the labs' spirit: 10 ms ticks, heartbeats every 100 ms (at most 10 per
-    /// second), election timeouts of 300-600 ms, 0-3 ms disk writes, a reliable network.
+    /// second), election timeouts of 300-800 ms, 0-3 ms disk writes, a reliable network.
     pub fn new(nodes: usize, seed: u64) -> Self {
         Self {
             nodes,
             seed,
             tick_ms: 10,
-            election_ticks: (30, 60),
+            election_ticks: (30, 80),
             heartbeat_ticks: 10,
             max_append_bytes: 64 * 1024,
             max_inflight: 32,
@@ -158,6 +158,8 @@ pub struct Sim {
     /// A failure found by the simulator itself (a node that cannot restart, a persist that
     /// does not fit the disk).
     failure: Option<String>,
+    /// Next simulated time at which the debug trace shows the whole cluster's state.
+    next_state_log: Millis,
 }
 
 impl Sim {
@@ -191,6 +193,7 @@ impl Sim {
             narrate: false,
             notes: Vec::new(),
             failure: None,
+            next_state_log: 0,
             config,
         };
         for slot in 0..n {
@@ -439,6 +442,10 @@ impl Sim {
     }
 
     fn process(&mut self, event: Event) {
+        if event.at >= self.next_state_log && tracing::enabled!(tracing::Level::DEBUG) {
+            self.next_state_log = event.at - event.at % 500 + 500;
+            debug!(t = event.at, "cluster: {}", self.describe());
+        }
         self.now = event.at;
         match event.kind {
             EventKind::Tick { slot, incarnation } => {
@@ -583,6 +590,29 @@ impl Sim {
             let message = message.clone();
             self.schedule(delay, EventKind::Deliver { message });
         }
+    }
+
+    /// One line describing every node (role, term, commit, last index, connectivity), for
+    /// failure messages.
+    pub fn describe(&self) -> String {
+        (0..self.len())
+            .map(|i| match self.node(i) {
+                None => format!("{}:crashed", i + 1),
+                Some(n) => {
+                    let s = n.status();
+                    format!(
+                        "{}:{:?}/t{}/c{}/l{}{}",
+                        i + 1,
+                        s.role,
+                        s.term,
+                        s.commit_index,
+                        s.last_index,
+                        if self.is_connected(i) { "" } else { "/cut" }
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     // ----- Queries used by the lab-style helpers -----
