@@ -160,7 +160,21 @@ pub struct Sim {
     failure: Option<String>,
     /// Next simulated time at which the debug trace shows the whole cluster's state.
     next_state_log: Millis,
+    /// Events processed at the current simulated instant (livelock guard).
+    events_this_instant: u64,
 }
+
+/// Events at one simulated instant beyond which the run is declared livelocked: nodes that keep
+/// producing zero-delay work never let simulated time advance.
+pub const MAX_EVENTS_PER_INSTANT: u64 = 200_000;
+/// Events in one run beyond which it is declared runaway (a storm of messages).
+pub const MAX_EVENTS_PER_RUN: u64 = 50_000_000;
+/// Invariant checks (entries persisted and applied, steps inspected) in one run beyond which it
+/// is declared runaway: nodes rewriting their logs over and over.
+pub const MAX_CHECKS_PER_RUN: u64 = 20_000_000;
+/// Encoded message bytes in one run beyond which it is declared runaway: a leader resending
+/// large batches that never stick. Normal runs send a few megabytes.
+pub const MAX_BYTES_PER_RUN: u64 = 512 << 20;
 
 impl Sim {
     /// Starts a cluster of `config.nodes` fresh nodes, all connected.
@@ -194,6 +208,7 @@ impl Sim {
             notes: Vec::new(),
             failure: None,
             next_state_log: 0,
+            events_this_instant: 0,
             config,
         };
         for slot in 0..n {
@@ -419,6 +434,35 @@ impl Sim {
             let Some(Reverse(event)) = self.events.pop() else {
                 break;
             };
+            if event.at == self.now {
+                self.events_this_instant += 1;
+            } else {
+                self.events_this_instant = 0;
+            }
+            if self.events_this_instant > MAX_EVENTS_PER_INSTANT {
+                let message = format!(
+                    "livelock: more than {MAX_EVENTS_PER_INSTANT} events at t={}ms [{}]",
+                    self.now,
+                    self.describe()
+                );
+                self.fail(message);
+                break;
+            }
+            if self.events_processed > MAX_EVENTS_PER_RUN
+                || self.checker.checks() > MAX_CHECKS_PER_RUN
+                || self.stats.bytes_sent > MAX_BYTES_PER_RUN
+            {
+                let message = format!(
+                    "runaway: {} events, {} invariant checks, {} bytes sent by t={}ms (budgets {MAX_EVENTS_PER_RUN}, {MAX_CHECKS_PER_RUN}, {MAX_BYTES_PER_RUN}) [{}]",
+                    self.events_processed,
+                    self.checker.checks(),
+                    self.stats.bytes_sent,
+                    self.now,
+                    self.describe()
+                );
+                self.fail(message);
+                break;
+            }
             self.process(event);
         }
         if self.violation().is_none() {
