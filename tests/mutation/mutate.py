@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Plants deliberate bugs in raft-core, one at a time, and reports which suite catches each.
 
-Usage: python3 tests/mutation/mutate.py [--seeds N] [name ...]
+Usage: python3 tests/mutation/mutate.py [--seeds N] [--sim-only] [name ...]
 
-For every mutant it patches the source, runs the simulator suites and raft-core's own tests in
-release mode, records the first failing test and seed, and restores the file. A mutant that no
+--sim-only skips raft-core's own unit and contract tests, to see which simulator suite and seed
+catch each bug on their own.
+
+For every mutant it patches the source, runs raft-core's own tests and then the simulator
+suites in release mode (stopping at the first failing seed: RAFT_FAIL_FAST=1), records the first
+failing test and seed, and restores the file. A mutant that no
 test catches is reported as SURVIVED: a hole in the suites.
 """
 import os
@@ -73,7 +77,10 @@ def main():
     seeds = "200"
     if args[:1] == ["--seeds"]:
         seeds, args = args[1], args[2:]
-    env = dict(os.environ, RAFT_SEEDS=seeds)
+    packages = ["-p", "raft-core", "-p", "raft-tests"]
+    if args[:1] == ["--sim-only"]:
+        packages, args = ["-p", "raft-tests"], args[1:]
+    env = dict(os.environ, RAFT_SEEDS=seeds, RAFT_FAIL_FAST="1")
     env.setdefault("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/raft-target"))
     results = []
     for name, path, original, mutated in MUTANTS:
@@ -86,7 +93,7 @@ def main():
             continue
         try:
             open(full, "w").write(source.replace(original, mutated))
-            out = run(["cargo", "test", "--release", "--no-fail-fast", "-p", "raft-tests", "-p", "raft-core"], env)
+            out = run(["cargo", "test", "--release"] + packages, env)
             caught = first_failure(out.stdout + out.stderr)
             results.append((name, caught or "SURVIVED"))
         finally:

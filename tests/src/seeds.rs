@@ -6,6 +6,7 @@
 //! - `RAFT_SEED`: run exactly this one seed (replay).
 //! - `RAFT_THREADS`: worker threads per suite (default 1; the test harness already runs
 //!   suites in parallel).
+//! - `RAFT_FAIL_FAST=1`: stop a suite at its first failing seed (for mutation runs).
 //! - `RUST_LOG`: log level; `debug` prints the simulator's event trace.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -46,6 +47,8 @@ where
     init_tracing();
     let seeds = seeds(default_count);
     let threads = env_u64("RAFT_THREADS").unwrap_or(1).max(1) as usize;
+    let fail_fast = env_u64("RAFT_FAIL_FAST").unwrap_or(0) != 0;
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let next = AtomicUsize::new(0);
     let failures: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
     let ran = AtomicU64::new(0);
@@ -53,6 +56,9 @@ where
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(k) else { break };
                 let result = catch_unwind(AssertUnwindSafe(|| scenario(seed)));
@@ -71,6 +77,9 @@ where
                 };
                 let mut list = failures.lock().unwrap_or_else(|e| e.into_inner());
                 list.push((seed, message));
+                if fail_fast {
+                    stop.store(true, Ordering::Relaxed);
+                }
             });
         }
     });
