@@ -1,7 +1,35 @@
 //! # raft-storage
 //!
-//! Implementations of [`raft_core::Persister`]: an in-memory backend and a RocksDB backend,
-//! chosen with Cargo features. The backends are being built (see the project's issue tracker);
-//! until they land this crate exports nothing. The semantics every backend must follow are
-//! specified by [`raft_core::DurableState::apply`].
+//! Implementations of [`raft_core::Persister`], chosen with Cargo features:
+//!
+//! | feature | backend | durable across a machine crash |
+//! |---|---|---|
+//! | `memory` (default) | [`MemoryPersister`] | no: for tests, benches and the embedded demo |
+//! | `rocksdb` | not built yet (tracked in the project's issues) | — |
+//!
+//! Every backend implements the semantics of [`raft_core::DurableState::apply`], and reports
+//! [`raft_core::Persister::raft_state_size`] as described in [`size`].
+//!
+//! ```
+//! use raft_core::{Entry, Payload, PersistUpdate, Persister};
+//! use raft_storage::MemoryPersister;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let disk = MemoryPersister::new();
+//! let update = PersistUpdate {
+//!     entries: vec![Entry { index: 1, term: 1, payload: Payload::Command(b"x".to_vec()) }],
+//!     ..PersistUpdate::default()
+//! };
+//! disk.persist(&update).await.unwrap();
+//! assert_eq!(disk.load().await.unwrap().last_index(), 1);
+//! assert!(disk.raft_state_size() > 0);
+//! # });
+//! ```
 #![deny(missing_docs)]
+
+#[cfg(feature = "memory")]
+mod memory;
+pub mod size;
+
+#[cfg(feature = "memory")]
+pub use memory::{MemoryError, MemoryPersister};

@@ -69,7 +69,8 @@ impl Checker {
         self.violation.as_deref()
     }
 
-    /// Entries applied so far by any node: the committed prefix of the log.
+    /// Entries known committed: applied by some node, or declared committed by some node's
+    /// commit index. The committed prefix of the log.
     pub fn committed(&self) -> &[Entry] {
         &self.committed
     }
@@ -194,7 +195,31 @@ impl Checker {
             self.fail(msg);
             return;
         }
+        let previously = watch.commit_seen;
         watch.commit_seen = commit;
+        // Whatever a node declares committed is committed: record it (or compare it with what
+        // was recorded), so a wrong declaration is caught even before anyone applies it.
+        for index in (previously + 1)..=commit {
+            let Some(entry) = node.log().entry(index) else {
+                continue; // compacted into a snapshot
+            };
+            let position = (index - 1) as usize;
+            match self.committed.get(position) {
+                Some(recorded) if recorded != entry => {
+                    let msg = format!(
+                        "state machine safety: node {} declares {:?} committed at index {index}, but {:?} was committed there",
+                        slot + 1,
+                        entry,
+                        recorded
+                    );
+                    self.fail(msg);
+                    return;
+                }
+                Some(_) => {}
+                None if position == self.committed.len() => self.committed.push(entry.clone()),
+                None => {} // a gap can only follow a snapshot install; applies fill it in order
+            }
+        }
         if node.role() != Role::Leader {
             return;
         }

@@ -44,6 +44,16 @@ pub struct SimConfig {
     pub disk_latency_ms: (Millis, Millis),
     /// Network behaviour.
     pub net: NetConfig,
+    /// Pre-vote, handed to the nodes.
+    pub pre_vote: bool,
+    /// Check-quorum, handed to the nodes.
+    pub check_quorum: bool,
+    /// Probability that a node crashes *while* a write it started is still in progress (at a
+    /// random moment before the write completes), to be restarted `restart_after_ms` later. This
+    /// aims faults at the window where the ordering contract matters.
+    pub crash_during_write: f64,
+    /// Delay before a node crashed by `crash_during_write` restarts.
+    pub restart_after_ms: (Millis, Millis),
 }
 
 impl SimConfig {
@@ -60,6 +70,10 @@ impl SimConfig {
             max_inflight: 32,
             disk_latency_ms: (0, 3),
             net: NetConfig::reliable(),
+            pre_vote: true,
+            check_quorum: true,
+            crash_during_write: 0.0,
+            restart_after_ms: (50, 500),
         }
     }
 }
@@ -69,6 +83,8 @@ enum EventKind {
     Tick { slot: usize, incarnation: u64 },
     Deliver { message: Message },
     DiskDone { slot: usize, incarnation: u64 },
+    Crash { slot: usize, incarnation: u64 },
+    Restart { slot: usize, incarnation: u64 },
 }
 
 #[derive(Debug)]
@@ -331,6 +347,12 @@ impl Sim {
         self.net.long_reordering = long;
     }
 
+    /// Changes the probability of crashes aimed at writes in progress (see
+    /// [`SimConfig::crash_during_write`]).
+    pub fn set_crash_during_write(&mut self, probability: f64) {
+        self.config.crash_during_write = probability;
+    }
+
     /// Turns the labs' long reordering on or off.
     pub fn set_long_reordering(&mut self, on: bool) {
         self.net.long_reordering = on;
@@ -390,6 +412,8 @@ impl Sim {
         config.heartbeat_interval = c.heartbeat_ticks;
         config.max_append_bytes = c.max_append_bytes;
         config.max_inflight_appends = c.max_inflight;
+        config.pre_vote = c.pre_vote;
+        config.check_quorum = c.check_quorum;
         config.seed = self.rng.next_u64();
         let s = &mut self.slots[slot];
         s.incarnation += 1;
@@ -521,6 +545,25 @@ impl Sim {
                 }
                 self.pump(to);
             }
+            EventKind::Crash { slot, incarnation } => {
+                if self.slots[slot].incarnation != incarnation || !self.is_alive(slot) {
+                    return;
+                }
+                self.record(4, slot as u64, 0);
+                self.crash(slot);
+                let (lo, hi) = self.config.restart_after_ms;
+                let delay = self.rng.range(lo, hi + 1);
+                let incarnation = self.slots[slot].incarnation;
+                self.schedule(delay, EventKind::Restart { slot, incarnation });
+            }
+            EventKind::Restart { slot, incarnation } => {
+                // Only if nothing else restarted (or crashed and restarted) it meanwhile.
+                if self.slots[slot].incarnation != incarnation || self.is_alive(slot) {
+                    return;
+                }
+                self.record(5, slot as u64, 0);
+                self.start_node(slot);
+            }
             EventKind::DiskDone { slot, incarnation } => {
                 if self.slots[slot].incarnation != incarnation {
                     return;
@@ -565,12 +608,17 @@ impl Sim {
                         let incarnation = self.slots[slot].incarnation;
                         self.slots[slot].writing = Some(update);
                         self.schedule(latency, EventKind::DiskDone { slot, incarnation });
+                        if self.rng.chance(self.config.crash_during_write) {
+                            let at = self.rng.range(0, latency);
+                            self.schedule(at, EventKind::Crash { slot, incarnation });
+                        }
                     }
                 }
             }
         }
         if let Some(node) = self.slots[slot].node.as_ref() {
             let was_leader_terms = self.checker.leader_terms();
+            let was_committed = self.checker.committed().len();
             self.checker.after_step(slot, node);
             if self.narrate && self.checker.leader_terms() > was_leader_terms {
                 self.notes.push(Note::Elected {
@@ -579,6 +627,7 @@ impl Sim {
                     term: node.term(),
                 });
             }
+            self.note_commits(was_committed);
         }
     }
 
@@ -609,6 +658,11 @@ impl Sim {
             }
             applied[index] = Some(entry);
         }
+        self.note_commits(before);
+    }
+
+    /// Records a `Note::Committed` if the committed prefix grew beyond `before` entries.
+    fn note_commits(&mut self, before: usize) {
         let after = self.checker.committed().len();
         if self.narrate && after > before {
             self.notes.push(Note::Committed {
