@@ -5,7 +5,7 @@
 //! [`Action`]s returned by [`take_actions`](RaftNode::take_actions). Each role has its own
 //! handlers; everything a reply changes is checked against the current term first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use tracing::{debug, trace, warn};
 
@@ -15,7 +15,7 @@ use crate::error::{ProposeError, RestoreError};
 use crate::log::RaftLog;
 use crate::message::{AppendResult, Message, MessageBody};
 use crate::progress::{Progress, ReplicationState};
-use crate::quorum;
+use crate::quorum::{self, TallyResult, VoteTally};
 use crate::rng::SplitMix64;
 use crate::storage::DurableState;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Term};
@@ -60,14 +60,8 @@ pub struct Status {
 #[derive(Debug)]
 enum RoleState {
     Follower,
-    PreCandidate {
-        granted: BTreeSet<NodeId>,
-        rejected: BTreeSet<NodeId>,
-    },
-    Candidate {
-        granted: BTreeSet<NodeId>,
-        rejected: BTreeSet<NodeId>,
-    },
+    PreCandidate(VoteTally),
+    Candidate(VoteTally),
     Leader {
         progress: BTreeMap<NodeId, Progress>,
     },
@@ -185,8 +179,8 @@ impl RaftNode {
     pub fn role(&self) -> Role {
         match self.role {
             RoleState::Follower => Role::Follower,
-            RoleState::PreCandidate { .. } => Role::PreCandidate,
-            RoleState::Candidate { .. } => Role::Candidate,
+            RoleState::PreCandidate(_) => Role::PreCandidate,
+            RoleState::Candidate(_) => Role::Candidate,
             RoleState::Leader { .. } => Role::Leader,
         }
     }
@@ -383,7 +377,7 @@ impl RaftNode {
                         );
                         return;
                     }
-                    RoleState::Candidate { .. } | RoleState::PreCandidate { .. } => {
+                    RoleState::Candidate(_) | RoleState::PreCandidate(_) => {
                         self.become_follower(self.term, Some(from))
                     }
                     RoleState::Follower => {}
@@ -533,10 +527,7 @@ impl RaftNode {
     fn pre_campaign(&mut self) {
         self.flush_unpersisted();
         self.leader_id = None;
-        self.role = RoleState::PreCandidate {
-            granted: BTreeSet::from([self.config.id]),
-            rejected: BTreeSet::new(),
-        };
+        self.role = RoleState::PreCandidate(VoteTally::with_self(self.config.id));
         self.reset_election_timer();
         debug!(node = self.config.id, term = self.term, "starting pre-vote");
         if quorum::has_majority(1, self.config.voters.len()) {
@@ -583,10 +574,7 @@ impl RaftNode {
         self.term += 1;
         self.voted_for = Some(self.config.id);
         self.leader_id = None;
-        self.role = RoleState::Candidate {
-            granted: BTreeSet::from([self.config.id]),
-            rejected: BTreeSet::new(),
-        };
+        self.role = RoleState::Candidate(VoteTally::with_self(self.config.id));
         self.reset_election_timer();
         debug!(node = self.config.id, term = self.term, "starting election");
         // The new term and self-vote are listed before the requests: durable before they leave.
@@ -680,24 +668,16 @@ impl RaftNode {
     fn handle_pre_vote_response(&mut self, voter: NodeId, term: Term, granted: bool) {
         let voters = self.config.voters.len();
         let proposed = self.term + 1;
-        let RoleState::PreCandidate {
-            granted: yes,
-            rejected: no,
-        } = &mut self.role
-        else {
+        let RoleState::PreCandidate(tally) = &mut self.role else {
             return;
         };
-        if granted && term == proposed {
-            yes.insert(voter);
-        } else if !granted {
-            no.insert(voter);
-        } else {
+        if granted && term != proposed {
             return; // a grant for a term we no longer propose
         }
-        if quorum::has_majority(yes.len(), voters) {
-            self.campaign();
-        } else if quorum::has_majority(no.len(), voters) {
-            self.become_follower(self.term, None);
+        match tally.record(voter, granted, voters) {
+            TallyResult::Won => self.campaign(),
+            TallyResult::Lost => self.become_follower(self.term, None),
+            TallyResult::Pending => {}
         }
     }
 
@@ -728,22 +708,13 @@ impl RaftNode {
 
     fn handle_vote_response(&mut self, voter: NodeId, granted: bool) {
         let voters = self.config.voters.len();
-        let RoleState::Candidate {
-            granted: yes,
-            rejected: no,
-        } = &mut self.role
-        else {
+        let RoleState::Candidate(tally) = &mut self.role else {
             return;
         };
-        if granted {
-            yes.insert(voter);
-        } else {
-            no.insert(voter);
-        }
-        if quorum::has_majority(yes.len(), voters) {
-            self.become_leader();
-        } else if quorum::has_majority(no.len(), voters) {
-            self.become_follower(self.term, None);
+        match tally.record(voter, granted, voters) {
+            TallyResult::Won => self.become_leader(),
+            TallyResult::Lost => self.become_follower(self.term, None),
+            TallyResult::Pending => {}
         }
     }
 

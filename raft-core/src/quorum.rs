@@ -26,6 +26,56 @@ pub fn has_majority(granted: usize, voters: usize) -> bool {
     granted >= majority(voters)
 }
 
+/// What a vote count says so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TallyResult {
+    /// A majority granted.
+    Won,
+    /// A majority refused.
+    Lost,
+    /// Neither yet.
+    Pending,
+}
+
+/// The votes (or pre-votes) a candidate has received, one per voter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VoteTally {
+    granted: std::collections::BTreeSet<crate::types::NodeId>,
+    rejected: std::collections::BTreeSet<crate::types::NodeId>,
+}
+
+impl VoteTally {
+    /// A tally holding the candidate's own vote.
+    pub fn with_self(id: crate::types::NodeId) -> Self {
+        Self {
+            granted: std::collections::BTreeSet::from([id]),
+            rejected: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// Records `voter`'s answer (a repeated answer counts once) and says where the election
+    /// stands among `voters` voters.
+    pub fn record(
+        &mut self,
+        voter: crate::types::NodeId,
+        granted: bool,
+        voters: usize,
+    ) -> TallyResult {
+        if granted {
+            self.granted.insert(voter);
+        } else {
+            self.rejected.insert(voter);
+        }
+        if has_majority(self.granted.len(), voters) {
+            TallyResult::Won
+        } else if has_majority(self.rejected.len(), voters) {
+            TallyResult::Lost
+        } else {
+            TallyResult::Pending
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +91,18 @@ mod tests {
         assert!(!has_majority(2, 5));
         assert_eq!(committed_index(&mut [2, 9, 4, 4, 1]), 4);
         assert_eq!(committed_index(&mut [8]), 8);
+    }
+
+    #[test]
+    fn tally_counts_each_voter_once() {
+        let mut tally = VoteTally::with_self(1);
+        assert_eq!(tally.record(2, true, 5), TallyResult::Pending);
+        assert_eq!(tally.record(2, true, 5), TallyResult::Pending);
+        assert_eq!(tally.record(3, true, 5), TallyResult::Won);
+        let mut tally = VoteTally::with_self(1);
+        for voter in [2, 3] {
+            assert_eq!(tally.record(voter, false, 5), TallyResult::Pending);
+        }
+        assert_eq!(tally.record(4, false, 5), TallyResult::Lost);
     }
 }

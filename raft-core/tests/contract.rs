@@ -40,6 +40,17 @@ fn position(actions: &[Action], pred: impl Fn(&Action) -> bool) -> usize {
     actions.iter().position(pred).expect("action present")
 }
 
+/// Takes the node's actions and reports every persist in them as durable.
+fn report_all_persisted(node: &mut RaftNode) {
+    for action in node.take_actions() {
+        if let Action::Persist(update) = action {
+            if let Some((index, term)) = update.last_entry() {
+                node.persisted(index, term);
+            }
+        }
+    }
+}
+
 /// Makes node 1 of {1,2,3} leader of term 1 and returns it with its log persisted.
 fn leader() -> RaftNode {
     let mut node = RaftNode::new(config(1, &[1, 2, 3])).unwrap();
@@ -55,13 +66,7 @@ fn leader() -> RaftNode {
         body: MessageBody::VoteResponse { granted: true },
     });
     assert!(node.is_leader());
-    for action in node.take_actions() {
-        if let Action::Persist(update) = action {
-            if let Some((index, term)) = update.last_entry() {
-                node.persisted(index, term);
-            }
-        }
-    }
+    report_all_persisted(&mut node);
     node
 }
 
@@ -507,13 +512,7 @@ fn leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
     }
     assert!(node.is_leader());
     assert_eq!(node.term(), 4);
-    for action in node.take_actions() {
-        if let Action::Persist(update) = action {
-            if let Some((index, term)) = update.last_entry() {
-                node.persisted(index, term);
-            }
-        }
-    }
+    report_all_persisted(&mut node);
     for follower in [2, 3] {
         node.step(Message {
             from: follower,
