@@ -534,16 +534,25 @@ impl RaftNode {
             self.campaign();
             return;
         }
+        self.request_votes(self.term + 1, true);
+    }
+
+    /// Asks every peer for its vote (or pre-vote) in `term`, describing our last log entry.
+    fn request_votes(&mut self, term: Term, pre_vote: bool) {
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         for i in 0..self.peers.len() {
-            self.send_with_term(
-                self.peers[i],
-                self.term + 1,
+            let body = if pre_vote {
                 MessageBody::PreVoteRequest {
                     last_log_index,
                     last_log_term,
-                },
-            );
+                }
+            } else {
+                MessageBody::VoteRequest {
+                    last_log_index,
+                    last_log_term,
+                }
+            };
+            self.send_with_term(self.peers[i], term, body);
         }
     }
 
@@ -583,16 +592,7 @@ impl RaftNode {
             self.become_leader();
             return;
         }
-        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        for i in 0..self.peers.len() {
-            self.send(
-                self.peers[i],
-                MessageBody::VoteRequest {
-                    last_log_index,
-                    last_log_term,
-                },
-            );
-        }
+        self.request_votes(self.term, false);
     }
 
     fn become_leader(&mut self) {
