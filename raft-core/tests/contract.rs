@@ -51,21 +51,28 @@ fn report_all_persisted(node: &mut RaftNode) {
     }
 }
 
-/// Makes node 1 of {1,2,3} leader of term 1 and returns it with its log persisted.
-fn leader() -> RaftNode {
-    let mut node = RaftNode::new(config(1, &[1, 2, 3])).unwrap();
+/// Lets node 1's election timer fire (pre-vote off) and grants it the votes of `voters`.
+fn win_election(node: &mut RaftNode, voters: &[u64]) {
     for _ in 0..10 {
         node.tick();
     }
     assert_eq!(node.role(), Role::Candidate);
     node.take_actions();
-    node.step(Message {
-        from: 2,
-        to: 1,
-        term: 1,
-        body: MessageBody::VoteResponse { granted: true },
-    });
+    for &voter in voters {
+        node.step(Message {
+            from: voter,
+            to: 1,
+            term: node.term(),
+            body: MessageBody::VoteResponse { granted: true },
+        });
+    }
     assert!(node.is_leader());
+}
+
+/// Makes node 1 of {1,2,3} leader of term 1 and returns it with its log persisted.
+fn leader() -> RaftNode {
+    let mut node = RaftNode::new(config(1, &[1, 2, 3])).unwrap();
+    win_election(&mut node, &[2]);
     report_all_persisted(&mut node);
     node
 }
@@ -498,19 +505,7 @@ fn leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
         entries: vec![entry(1, 1), entry(2, 2)],
     };
     let mut node = RaftNode::restore(config(1, &[1, 2, 3, 4, 5]), &state).unwrap();
-    for _ in 0..10 {
-        node.tick();
-    }
-    node.take_actions();
-    for voter in [2, 3] {
-        node.step(Message {
-            from: voter,
-            to: 1,
-            term: 4,
-            body: MessageBody::VoteResponse { granted: true },
-        });
-    }
-    assert!(node.is_leader());
+    win_election(&mut node, &[2, 3]);
     assert_eq!(node.term(), 4);
     report_all_persisted(&mut node);
     for follower in [2, 3] {
@@ -656,16 +651,7 @@ fn leader_without_a_quorum_steps_down() {
     let mut c = with_prevote(config(1, &[1, 2, 3]));
     c.pre_vote = false;
     let mut node = RaftNode::new(c).unwrap();
-    for _ in 0..10 {
-        node.tick();
-    }
-    node.step(Message {
-        from: 2,
-        to: 1,
-        term: 1,
-        body: MessageBody::VoteResponse { granted: true },
-    });
-    assert!(node.is_leader());
+    win_election(&mut node, &[2]);
     // Follower 2 keeps answering: the leader stays.
     for _ in 0..30 {
         node.tick();

@@ -233,3 +233,10 @@ fn describe(command: &[u8]) -> String {
 pub fn cmd(value: u64) -> Vec<u8> {
     value.to_le_bytes().to_vec()
 }
+
+impl Sim {
+    /// A random 8-byte command from the simulation's generator (the labs' `rand.Int()`).
+    pub fn random_command(&mut self) -> Vec<u8> {
+        cmd(self.random(0, 1 << 60))
+    }
+}

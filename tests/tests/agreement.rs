@@ -9,10 +9,6 @@ use raft_tests::{cmd, ensure, seed_suite, Outcome, Sim, SimConfig};
 
 const SEEDS: u64 = 200;
 
-fn random_cmd(sim: &mut Sim) -> Vec<u8> {
-    cmd(sim.random(0, 1 << 60))
-}
-
 // TestBasicAgree2B.
 seed_suite!(basic_agree, SEEDS, |seed| {
     let mut sim = Sim::new(SimConfig::new(3, seed));
@@ -245,7 +241,7 @@ seed_suite!(rejoin, SEEDS, |seed| {
 
 fn backup(seed: u64) -> Outcome {
     let mut sim = Sim::new(SimConfig::new(5, seed));
-    let c = random_cmd(&mut sim);
+    let c = sim.random_command();
     sim.one(c, 5, true)?;
     // Put the leader and one follower in a partition.
     let leader1 = sim.check_one_leader()?;
@@ -254,7 +250,7 @@ fn backup(seed: u64) -> Outcome {
     }
     // Lots of commands that won't commit.
     for _ in 0..50 {
-        let c = random_cmd(&mut sim);
+        let c = sim.random_command();
         sim.propose(leader1, c);
     }
     sim.sleep(500)?;
@@ -265,7 +261,7 @@ fn backup(seed: u64) -> Outcome {
         sim.connect((leader1 + k) % 5);
     }
     for _ in 0..50 {
-        let c = random_cmd(&mut sim);
+        let c = sim.random_command();
         sim.one(c, 3, true)?;
     }
     // Now another partitioned leader and one follower.
@@ -276,7 +272,7 @@ fn backup(seed: u64) -> Outcome {
     }
     sim.disconnect(other);
     for _ in 0..50 {
-        let c = random_cmd(&mut sim);
+        let c = sim.random_command();
         sim.propose(leader2, c);
     }
     sim.sleep(500)?;
@@ -288,13 +284,13 @@ fn backup(seed: u64) -> Outcome {
     sim.connect((leader1 + 1) % 5);
     sim.connect(other);
     for _ in 0..50 {
-        let c = random_cmd(&mut sim);
+        let c = sim.random_command();
         sim.one(c, 3, true)?;
     }
     for i in 0..5 {
         sim.connect(i);
     }
-    let c = random_cmd(&mut sim);
+    let c = sim.random_command();
     sim.one(c, 5, true)?;
     Ok(())
 }
@@ -326,7 +322,7 @@ seed_suite!(rpc_count, SEEDS, |seed| {
         };
         let mut cmds = Vec::new();
         for i in 1..iters + 2 {
-            let x = random_cmd(&mut sim);
+            let x = sim.random_command();
             cmds.push(x.clone());
             let Some((index, t)) = sim.propose(leader, x) else {
                 continue 'attempt;

@@ -7,10 +7,6 @@ use raft_tests::{cmd, ensure, seed_suite, Outcome, Sim, SimConfig};
 
 const SEEDS: u64 = 200;
 
-fn random_cmd(sim: &mut Sim) -> Vec<u8> {
-    cmd(sim.random(0, 1 << 60))
-}
-
 /// The labs' `start1(i)` followed by `connect(i)`.
 fn restart_and_connect(sim: &mut Sim, slot: usize) {
     sim.restart(slot);
@@ -121,13 +117,13 @@ fn figure8_pause(sim: &mut Sim) -> u64 {
 // state machine safety at every step, and the cluster must still agree at the end.
 seed_suite!(figure8, SEEDS, |seed| {
     let mut sim = Sim::new(figure8_config(seed));
-    let c = random_cmd(&mut sim);
+    let c = sim.random_command();
     sim.one(c, 1, true)?;
     let mut up = 5;
     for _ in 0..1000 {
         let mut leader = None;
         for i in 0..5 {
-            let c = random_cmd(&mut sim);
+            let c = sim.random_command();
             if sim.propose(i, c).is_some() {
                 leader = Some(i);
             }
@@ -151,7 +147,7 @@ seed_suite!(figure8, SEEDS, |seed| {
             restart_and_connect(&mut sim, i);
         }
     }
-    let c = random_cmd(&mut sim);
+    let c = sim.random_command();
     sim.one(c, 5, true)?;
     Ok(())
 });
@@ -278,7 +274,7 @@ impl ChurnClient {
         let now = sim.now();
         match &mut self.state {
             ClientState::Idle { at } if *at <= now => {
-                let x = cmd(sim.random(0, 1 << 60));
+                let x = sim.random_command();
                 let mut accepted = None;
                 for i in 0..sim.len() {
                     if let Some((index, _)) = sim.propose(i, x.clone()) {
@@ -379,7 +375,7 @@ fn churn(seed: u64, unreliable: bool) -> Outcome {
     // Stop the clients.
     let seen: Vec<Vec<u8>> = clients.into_iter().flat_map(|c| c.seen).collect();
     sim.sleep(1_000)?;
-    let c = random_cmd(&mut sim);
+    let c = sim.random_command();
     let last = sim.one(c, 5, true)?;
     let mut really = Vec::new();
     for index in 1..=last {
