@@ -104,6 +104,11 @@ impl LocalCluster {
                                 self.applied[slot] = last.index;
                             }
                         }
+                        Action::InstallSnapshot(snapshot) => {
+                            self.applied[slot] = snapshot.meta.last_index;
+                        }
+                        // The benches never ask for reads.
+                        Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
                     }
                 }
             }

@@ -17,16 +17,23 @@
 //!   after the acknowledged entries are stored, a candidate's vote requests after its new term
 //!   and self-vote are stored.
 //! - An [`Action::Apply`] is listed after the persist of the entries it carries, so a node never
-//!   applies an entry that it could forget in a crash.
+//!   applies an entry that it could forget in a crash; likewise an [`Action::InstallSnapshot`]
+//!   comes after the persist that stores the snapshot.
+//! - An [`Action::ReadReady`] comes after the `Apply` that reaches its read index, so a driver
+//!   that serves the read when it reaches the action reads a state at least that recent.
 //!
 //! A driver that simply executes the list sequentially, waiting for each persist to be durable,
 //! satisfies the contract. After a `Persist` carrying entries is durable, the driver reports it
 //! with `persisted(index, term)` of [`PersistUpdate::last_entry`]; until then a leader does not
 //! count its own copy of those entries.
 
-use crate::error::UpdateError;
+use crate::error::{ReadError, UpdateError};
 use crate::message::Message;
-use crate::types::{Entry, HardState, LogIndex, Term};
+use crate::types::{Entry, HardState, LogIndex, Snapshot, Term};
+
+/// Identifies a read requested with [`RaftNode::read_index`](crate::RaftNode::read_index); chosen
+/// by the service and echoed in [`Action::ReadReady`] or [`Action::ReadFailed`].
+pub type ReadId = u64;
 
 /// One thing the driver must do for the node. See the [module docs](self) for the ordering
 /// contract.
@@ -38,16 +45,39 @@ pub enum Action {
     /// loss, duplication, delay and reordering.
     Send(Message),
     /// Apply these committed entries to the service's state machine, in order. Consecutive
-    /// `Apply` actions continue each other without gaps.
+    /// `Apply` actions continue each other without gaps, and continue the last
+    /// [`Action::InstallSnapshot`].
     Apply(Vec<Entry>),
+    /// Replace the service's state machine with this snapshot (received from the leader). Later
+    /// `Apply` actions continue from `snapshot.meta.last_index + 1`.
+    InstallSnapshot(Snapshot),
+    /// The read `id` may be served: the state machine has applied (in an earlier action) every
+    /// entry up to `index`, which covers every write acknowledged before the read was requested.
+    ReadReady {
+        /// The service's id for the read.
+        id: ReadId,
+        /// The read index: serve the read from a state that includes this index.
+        index: LogIndex,
+    },
+    /// The read `id` cannot be served here; the service should retry, possibly elsewhere.
+    ReadFailed {
+        /// The service's id for the read.
+        id: ReadId,
+        /// Why.
+        error: ReadError,
+    },
 }
 
 /// A change to durable state, to be written atomically.
 ///
-/// Applying it to stored state means: store `hard_state` if present; delete every stored entry
-/// with index `>= truncate_from` if present; then append `entries`, which continue the stored
-/// log (after the truncation) without a gap. [`crate::DurableState::apply`] is the reference
-/// implementation of these semantics.
+/// Applying it to stored state means, in this order:
+/// 1. store `hard_state` if present;
+/// 2. if `snapshot` is present, store it in place of the stored snapshot, and delete every
+///    stored entry with index `<= snapshot.meta.last_index` (entries after it are kept);
+/// 3. delete every stored entry with index `>= truncate_from` if present;
+/// 4. append `entries`, which continue the stored log (after steps 2 and 3) without a gap.
+///
+/// [`crate::DurableState::apply`] is the reference implementation of these semantics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PersistUpdate {
     /// The new term and vote, if they changed.
@@ -56,23 +86,41 @@ pub struct PersistUpdate {
     pub truncate_from: Option<LogIndex>,
     /// Entries to append.
     pub entries: Vec<Entry>,
+    /// A snapshot replacing the log prefix it covers (and the stored snapshot).
+    pub snapshot: Option<Snapshot>,
 }
 
 impl PersistUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none() && self.truncate_from.is_none() && self.entries.is_empty()
+        self.hard_state.is_none()
+            && self.truncate_from.is_none()
+            && self.entries.is_empty()
+            && self.snapshot.is_none()
     }
 
-    /// Index and term of the last appended entry: what the driver reports with
+    /// Index and term of the last appended entry (or, without entries, of the last entry the
+    /// snapshot covers): what the driver reports with
     /// [`RaftNode::persisted`](crate::RaftNode::persisted) once the update is durable.
     pub fn last_entry(&self) -> Option<(LogIndex, Term)> {
-        self.entries.last().map(|e| (e.index, e.term))
+        match (self.entries.last(), &self.snapshot) {
+            (Some(e), _) => Some((e.index, e.term)),
+            (None, Some(s)) => Some((s.meta.last_index, s.meta.last_term)),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether [`merge`](Self::merge) can fold `next` into `self`. Updates carrying a snapshot
+    /// are kept apart, so each snapshot write is its own atomic step.
+    pub fn can_merge(&self, next: &PersistUpdate) -> bool {
+        self.snapshot.is_none() && next.snapshot.is_none()
     }
 
     /// Folds `next` (which follows `self`) into `self`, so that applying the result equals
-    /// applying `self` then `next`.
+    /// applying `self` then `next`. Neither may carry a snapshot (see
+    /// [`can_merge`](Self::can_merge)).
     pub fn merge(&mut self, next: PersistUpdate) {
+        debug_assert!(self.can_merge(&next), "snapshot updates are never merged");
         if next.hard_state.is_some() {
             self.hard_state = next.hard_state;
         }
@@ -92,11 +140,37 @@ impl PersistUpdate {
         self.entries.extend(next.entries);
     }
 
-    /// Checks that the entries continue a stored log whose last index is `stored_last`.
-    pub(crate) fn check_continues(&self, stored_last: LogIndex) -> Result<(), UpdateError> {
+    /// Checks that the update fits a stored log whose snapshot ends at `stored_snapshot` and
+    /// whose last index is `stored_last`: a newer snapshot, no truncation into the snapshot, and
+    /// entries that continue the log.
+    pub(crate) fn check_continues(
+        &self,
+        stored_snapshot: LogIndex,
+        stored_last: LogIndex,
+    ) -> Result<(), UpdateError> {
+        let mut snapshot_index = stored_snapshot;
+        let mut last = stored_last;
+        if let Some(snapshot) = &self.snapshot {
+            if snapshot.meta.last_index <= stored_snapshot {
+                return Err(UpdateError::StaleSnapshot {
+                    stored: stored_snapshot,
+                    found: snapshot.meta.last_index,
+                });
+            }
+            snapshot_index = snapshot.meta.last_index;
+            last = last.max(snapshot_index);
+        }
+        if let Some(cut) = self.truncate_from {
+            if cut <= snapshot_index {
+                return Err(UpdateError::TruncateCompacted {
+                    cut,
+                    snapshot_index,
+                });
+            }
+        }
         let base = self
             .truncate_from
-            .map_or(stored_last, |t| stored_last.min(t.saturating_sub(1)));
+            .map_or(last, |t| last.min(t.saturating_sub(1)));
         match self.entries.first() {
             Some(first) if first.index != base + 1 => Err(UpdateError::Gap {
                 expected: base + 1,

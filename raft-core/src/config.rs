@@ -28,6 +28,13 @@ pub struct Config {
     /// Maximum number of AppendEntries messages with entries in flight to one follower while
     /// replicating optimistically.
     pub max_inflight_appends: usize,
+    /// Bound on the total size of entries in unacknowledged AppendEntries to one follower, in
+    /// bytes (by [`Entry::size_hint`](crate::Entry::size_hint)). With `max_inflight_appends`
+    /// it caps what a slow follower costs the leader.
+    pub max_inflight_bytes: usize,
+    /// Size of one InstallSnapshot chunk, in bytes. Chunks go one at a time, and heartbeats and
+    /// elections never wait behind more than one.
+    pub snapshot_chunk_bytes: usize,
     /// Pre-vote (Raft thesis §9.6): before raising its term, a node asks whether a majority would
     /// vote for it. A node that rejoins after a partition, or that cannot win, then never bumps
     /// terms and never deposes a healthy leader.
@@ -43,8 +50,8 @@ pub struct Config {
 
 impl Config {
     /// A configuration with the defaults: election timeout 10-20 ticks, heartbeat every 2
-    /// ticks, 1 MiB per AppendEntries, 64 appends in flight, pre-vote and check-quorum on, seed
-    /// derived from the id.
+    /// ticks, 1 MiB per AppendEntries, 64 appends or 8 MiB of entries in flight per follower,
+    /// 1 MiB snapshot chunks, pre-vote and check-quorum on, seed derived from the id.
     pub fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
         Self {
             id,
@@ -54,6 +61,8 @@ impl Config {
             heartbeat_interval: 2,
             max_append_bytes: 1 << 20,
             max_inflight_appends: 64,
+            max_inflight_bytes: 8 << 20,
+            snapshot_chunk_bytes: 1 << 20,
             pre_vote: true,
             check_quorum: true,
             seed: id,
@@ -86,8 +95,11 @@ impl Config {
                 election_min: self.election_timeout_min,
             });
         }
-        if self.max_inflight_appends == 0 {
+        if self.max_inflight_appends == 0 || self.max_inflight_bytes == 0 {
             return Err(ConfigError::ZeroInflight);
+        }
+        if self.snapshot_chunk_bytes == 0 {
+            return Err(ConfigError::ZeroSnapshotChunk);
         }
         Ok(())
     }

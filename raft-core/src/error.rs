@@ -31,9 +31,13 @@ pub enum ConfigError {
         /// The configured minimum election timeout.
         election_min: u32,
     },
-    /// `max_inflight_appends` is zero, so nothing could ever be replicated.
-    #[error("max_inflight_appends must be at least 1")]
+    /// `max_inflight_appends` or `max_inflight_bytes` is zero, so nothing could ever be
+    /// replicated.
+    #[error("max_inflight_appends and max_inflight_bytes must be at least 1")]
     ZeroInflight,
+    /// `snapshot_chunk_bytes` is zero, so no snapshot could ever be sent.
+    #[error("snapshot_chunk_bytes must be at least 1")]
+    ZeroSnapshotChunk,
 }
 
 /// Why a node could not be rebuilt from its durable state.
@@ -81,4 +85,61 @@ pub enum UpdateError {
         /// Where the update's entries start.
         found: LogIndex,
     },
+    /// The update's snapshot is not newer than the stored one.
+    #[error("persist update carries a snapshot up to {found}, not newer than the stored one up to {stored}")]
+    StaleSnapshot {
+        /// Last index of the stored snapshot.
+        stored: LogIndex,
+        /// Last index of the update's snapshot.
+        found: LogIndex,
+    },
+    /// The update truncates entries that a snapshot already covers.
+    #[error("persist update truncates from {cut}, inside the snapshot up to {snapshot_index}")]
+    TruncateCompacted {
+        /// Where the truncation starts.
+        cut: LogIndex,
+        /// Last index of the snapshot.
+        snapshot_index: LogIndex,
+    },
+}
+
+/// Why the service's request to compact the log was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CompactError {
+    /// The log is already compacted up to `snapshot_index`, at or beyond the request.
+    #[error("log already compacted up to {snapshot_index}; cannot compact to {index}")]
+    AlreadyCompacted {
+        /// The requested index.
+        index: LogIndex,
+        /// Where the current snapshot ends.
+        snapshot_index: LogIndex,
+    },
+    /// The index has not been handed to the service for applying yet, so the service's state
+    /// cannot include it.
+    #[error("cannot compact to {index}: only entries up to {applied_index} have been applied")]
+    NotApplied {
+        /// The requested index.
+        index: LogIndex,
+        /// The highest index handed to the service.
+        applied_index: LogIndex,
+    },
+}
+
+/// Why a read requested with [`RaftNode::read_index`](crate::RaftNode::read_index) failed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+pub enum ReadError {
+    /// This node does not lead and knows no leader to ask (or forwarding is off).
+    #[error("not the leader and no leader known (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// Where to retry, if known.
+        leader_hint: Option<NodeId>,
+    },
+    /// Leadership changed before the read could be confirmed.
+    #[error("leadership changed before the read was confirmed")]
+    LeadershipLost,
+    /// No answer from the leader within an election timeout.
+    #[error("the leader did not confirm the read in time")]
+    Timeout,
 }

@@ -47,6 +47,8 @@
 //!                     Action::Send(message) => network.push_back(message),
 //!                     Action::Apply(entries) => applied[i]
 //!                         .extend(entries.iter().filter_map(|e| e.command().map(<[u8]>::to_vec))),
+//!                     // This example never compacts its log nor reads without writing.
+//!                     _ => {}
 //!                 }
 //!             }
 //!         }
@@ -89,17 +91,18 @@ pub mod message;
 pub mod node;
 pub mod progress;
 pub mod quorum;
+mod read;
 pub mod rng;
 pub mod storage;
 pub mod transport;
 pub mod types;
 
-pub use action::{Action, PersistUpdate};
+pub use action::{Action, PersistUpdate, ReadId};
 pub use config::Config;
-pub use error::{ConfigError, ProposeError, RestoreError, UpdateError};
+pub use error::{CompactError, ConfigError, ProposeError, ReadError, RestoreError, UpdateError};
 pub use log::{LogError, RaftLog};
-pub use message::{AppendResult, Message, MessageBody};
+pub use message::{AppendResult, Message, MessageBody, SnapshotResult};
 pub use node::{RaftNode, Role, Status};
 pub use storage::{DurableState, Persister};
 pub use transport::Transport;
-pub use types::{Entry, HardState, LogIndex, NodeId, Payload, Term};
+pub use types::{Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term};

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Entry, LogIndex, NodeId, Term};
+use crate::action::ReadId;
+use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// A message from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,9 +58,63 @@ pub enum MessageBody {
         entries: Vec<Entry>,
         /// The leader's commit index.
         leader_commit: LogIndex,
+        /// The leader's latest read-confirmation round (0 before any); echoed in the answer so
+        /// the leader knows which rounds the follower has confirmed (ReadIndex).
+        read_seq: u64,
     },
     /// The answer to an `AppendRequest`.
-    AppendResponse(AppendResult),
+    AppendResponse {
+        /// Whether the entries were accepted.
+        result: AppendResult,
+        /// The request's `read_seq`, echoed.
+        read_seq: u64,
+    },
+    /// One chunk of the leader's snapshot, for a follower that needs entries the leader has
+    /// compacted. Chunks are sent in order, one at a time; `offset` is where `data` starts in
+    /// the snapshot's bytes.
+    InstallSnapshotRequest {
+        /// The snapshot being transferred.
+        meta: SnapshotMeta,
+        /// Position of `data` in the snapshot's bytes.
+        offset: u64,
+        /// The chunk.
+        data: Vec<u8>,
+        /// Whether this is the last chunk.
+        done: bool,
+    },
+    /// The answer to an `InstallSnapshotRequest`.
+    InstallSnapshotResponse {
+        /// The `meta.last_index` of the snapshot the answer is about.
+        last_index: LogIndex,
+        /// What the follower holds now.
+        result: SnapshotResult,
+    },
+    /// A follower asks the leader to confirm a read (ReadIndex forwarding).
+    ReadIndexRequest {
+        /// The follower's id for the read, echoed in the answer.
+        id: ReadId,
+    },
+    /// The leader's answer to a `ReadIndexRequest`.
+    ReadIndexResponse {
+        /// The follower's id for the read.
+        id: ReadId,
+        /// The read index once confirmed, or `None` when the leader could not confirm it.
+        index: Option<LogIndex>,
+    },
+}
+
+/// The outcome of an `InstallSnapshotRequest` at the follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotResult {
+    /// The follower holds (durably) a state covering `last_index`: the snapshot was installed,
+    /// or the follower had already committed that far.
+    Installed,
+    /// The follower holds the snapshot's bytes before `next_offset` and expects the chunk
+    /// starting there.
+    Continue {
+        /// The offset of the next chunk the follower expects.
+        next_offset: u64,
+    },
 }
 
 /// The outcome of an `AppendRequest` at the follower.
@@ -94,6 +149,8 @@ impl Message {
             MessageBody::PreVoteRequest { .. }
                 | MessageBody::VoteRequest { .. }
                 | MessageBody::AppendRequest { .. }
+                | MessageBody::InstallSnapshotRequest { .. }
+                | MessageBody::ReadIndexRequest { .. }
         )
     }
 }

@@ -9,16 +9,17 @@ use std::collections::BTreeMap;
 
 use tracing::{debug, trace, warn};
 
-use crate::action::{Action, PersistUpdate};
+use crate::action::{Action, PersistUpdate, ReadId};
 use crate::config::Config;
-use crate::error::{ProposeError, RestoreError};
+use crate::error::{CompactError, ProposeError, ReadError, RestoreError};
 use crate::log::RaftLog;
-use crate::message::{AppendResult, Message, MessageBody};
+use crate::message::{AppendResult, Message, MessageBody, SnapshotResult};
 use crate::progress::{Progress, ReplicationState};
 use crate::quorum::{self, TallyResult, VoteTally};
+use crate::read::{PendingRead, ReadTracker};
 use crate::rng::SplitMix64;
 use crate::storage::DurableState;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Term};
+use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term};
 
 /// The role a node plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +55,8 @@ pub struct Status {
     pub last_index: LogIndex,
     /// Highest index the driver reported durable.
     pub durable_index: LogIndex,
+    /// Last index covered by the node's snapshot (0 without one).
+    pub snapshot_index: LogIndex,
 }
 
 /// Role-specific volatile state.
@@ -103,6 +106,14 @@ pub struct RaftNode {
     /// timeout (see `reset_election_timer`).
     failed_elections: u32,
 
+    /// The latest snapshot (taken here or installed from a leader), kept to send to followers
+    /// that need compacted entries.
+    snapshot: Option<Snapshot>,
+    /// Follower: the snapshot being received, chunk by chunk.
+    incoming_snapshot: Option<Snapshot>,
+    /// ReadIndex reads in progress.
+    reads: ReadTracker,
+
     actions: Vec<Action>,
 }
 
@@ -113,6 +124,10 @@ impl RaftNode {
     }
 
     /// A node restarting from what it had made durable before.
+    ///
+    /// If `state` holds a snapshot, the service must restore its state machine from that
+    /// snapshot before driving the node: the node's first [`Action::Apply`] continues right after
+    /// the snapshot's last index.
     pub fn restore(config: Config, state: &DurableState) -> Result<Self, RestoreError> {
         config.validate()?;
         let hard_state = state.hard_state;
@@ -121,7 +136,8 @@ impl RaftNode {
                 return Err(RestoreError::UnknownVote(vote));
             }
         }
-        let log = RaftLog::from_parts(0, 0, state.entries.clone())?;
+        let meta = state.snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
+        let log = RaftLog::from_parts(meta.last_index, meta.last_term, state.entries.clone())?;
         if log.last_term() > hard_state.term {
             return Err(RestoreError::LogAheadOfTerm {
                 term: hard_state.term,
@@ -157,6 +173,9 @@ impl RaftNode {
             heartbeat_elapsed: 0,
             check_quorum_elapsed: 0,
             failed_elections: 0,
+            snapshot: state.snapshot.clone(),
+            incoming_snapshot: None,
+            reads: ReadTracker::default(),
             actions: Vec::new(),
         };
         node.reset_election_timer();
@@ -200,6 +219,23 @@ impl RaftNode {
         self.commit_index
     }
 
+    /// Highest index handed to the service (by an [`Action::Apply`] or
+    /// [`Action::InstallSnapshot`]).
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    /// The latest snapshot this node holds, if any.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// Number of reads requested with [`read_index`](Self::read_index) (or forwarded to this
+    /// leader) that have not been released or failed yet.
+    pub fn pending_reads(&self) -> usize {
+        self.reads.pending()
+    }
+
     /// The in-memory log.
     pub fn log(&self) -> &RaftLog {
         &self.log
@@ -230,6 +266,7 @@ impl RaftNode {
             applied_index: self.applied_index,
             last_index: self.log.last_index(),
             durable_index: self.durable_index,
+            snapshot_index: self.log.snapshot_index(),
         }
     }
 
@@ -245,6 +282,12 @@ impl RaftNode {
     /// Advances logical time by one tick: followers and candidates count toward their election
     /// timeout, leaders toward their next heartbeat and check-quorum.
     pub fn tick(&mut self) {
+        for id in self.reads.tick_forwarded() {
+            self.push(Action::ReadFailed {
+                id,
+                error: ReadError::Timeout,
+            });
+        }
         if self.is_leader() {
             self.heartbeat_elapsed += 1;
             if self.heartbeat_elapsed >= self.config.heartbeat_interval {
@@ -279,6 +322,104 @@ impl RaftNode {
             });
         }
         Ok(self.append_as_leader(Payload::Command(command)))
+    }
+
+    /// Compacts the log: the service's state after applying every entry up to `index` is
+    /// `data`. The node drops the entries up to `index`, keeps the snapshot to send to followers
+    /// that fall behind, and emits one [`Action::Persist`] carrying the snapshot (stored
+    /// atomically with the log change).
+    ///
+    /// Refused when `index` is not beyond the current snapshot, or has not been handed to the
+    /// service yet (so the service's state cannot include it).
+    ///
+    /// ```
+    /// # use raft_core::{Action, Config, RaftNode, CompactError};
+    /// let mut node = RaftNode::new(Config::new(1, vec![1])).unwrap();
+    /// for _ in 0..30 { node.tick(); }              // a single node elects itself
+    /// for action in node.take_actions() {
+    ///     if let Action::Persist(update) = action {
+    ///         if let Some((index, term)) = update.last_entry() { node.persisted(index, term); }
+    ///     }
+    /// }
+    /// assert_eq!(node.applied_index(), 1);        // the leader's no-op
+    /// assert!(node.compact(1, b"state".to_vec()).is_ok());
+    /// assert_eq!(node.compact(1, vec![]), Err(CompactError::AlreadyCompacted { index: 1, snapshot_index: 1 }));
+    /// assert!(matches!(node.compact(2, vec![]), Err(CompactError::NotApplied { .. })));
+    /// ```
+    pub fn compact(&mut self, index: LogIndex, data: Vec<u8>) -> Result<(), CompactError> {
+        let snapshot_index = self.log.snapshot_index();
+        if index <= snapshot_index {
+            return Err(CompactError::AlreadyCompacted {
+                index,
+                snapshot_index,
+            });
+        }
+        let not_applied = CompactError::NotApplied {
+            index,
+            applied_index: self.applied_index,
+        };
+        if index > self.applied_index {
+            return Err(not_applied);
+        }
+        // Applied entries are held in the log (applied <= commit <= last index, above the
+        // snapshot), so the term is known; the check keeps this panic-free regardless.
+        let Some(term) = self.log.term(index) else {
+            return Err(not_applied);
+        };
+        // Entries appended by the leader but not yet listed in a persist must be listed before
+        // the log forgets them.
+        self.flush_unpersisted();
+        self.log.compact_to(index, term);
+        if self
+            .incoming_snapshot
+            .as_ref()
+            .is_some_and(|s| s.meta.last_index <= index)
+        {
+            self.incoming_snapshot = None;
+        }
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                last_index: index,
+                last_term: term,
+            },
+            data,
+        };
+        debug!(node = self.config.id, index, term, "log compacted");
+        self.snapshot = Some(snapshot.clone());
+        self.push(Action::Persist(PersistUpdate {
+            snapshot: Some(snapshot),
+            ..PersistUpdate::default()
+        }));
+        Ok(())
+    }
+
+    /// Requests a linearizable read without writing to the log (ReadIndex, Raft thesis §6.4).
+    ///
+    /// A leader notes its commit index, confirms with one heartbeat round acknowledged by a
+    /// majority that it still leads (after it has committed an entry of its own term), and
+    /// emits [`Action::ReadReady`] once the service has applied up to that index; concurrent
+    /// reads share rounds. A follower forwards the read to its leader and emits `ReadReady` once
+    /// its own state machine has caught up with the leader's read index. Otherwise, or when
+    /// leadership changes or the leader does not answer within an election timeout, the node
+    /// emits [`Action::ReadFailed`].
+    pub fn read_index(&mut self, id: ReadId) {
+        match self.role {
+            RoleState::Leader { .. } => self.reads.queue(PendingRead { id, from: None }),
+            RoleState::Follower => match self.leader_id {
+                Some(leader) => {
+                    self.reads.forward(id, self.config.election_timeout_max);
+                    self.send(leader, MessageBody::ReadIndexRequest { id });
+                }
+                None => self.push(Action::ReadFailed {
+                    id,
+                    error: ReadError::NotLeader { leader_hint: None },
+                }),
+            },
+            RoleState::Candidate(_) | RoleState::PreCandidate(_) => self.push(Action::ReadFailed {
+                id,
+                error: ReadError::NotLeader { leader_hint: None },
+            }),
+        }
     }
 
     /// Reports that the driver made durable every entry up to `(index, term)` (the
@@ -327,8 +468,12 @@ impl RaftNode {
                 MessageBody::PreVoteRequest { .. }
                 | MessageBody::PreVoteResponse { granted: true } => {}
                 _ => {
-                    let leader =
-                        matches!(message.body, MessageBody::AppendRequest { .. }).then_some(from);
+                    let leader = matches!(
+                        message.body,
+                        MessageBody::AppendRequest { .. }
+                            | MessageBody::InstallSnapshotRequest { .. }
+                    )
+                    .then_some(from);
                     debug!(
                         node = self.config.id,
                         term = self.term,
@@ -366,31 +511,60 @@ impl RaftNode {
                 prev_log_term,
                 entries,
                 leader_commit,
+                read_seq,
             } => {
-                match self.role {
-                    RoleState::Leader { .. } => {
-                        warn!(
-                            node = self.config.id,
-                            term = self.term,
-                            from,
-                            "AppendEntries from another leader of the same term; dropped"
-                        );
-                        return;
-                    }
-                    RoleState::Candidate(_) | RoleState::PreCandidate(_) => {
-                        self.become_follower(self.term, Some(from))
-                    }
-                    RoleState::Follower => {}
+                if self.accept_leader(from) {
+                    self.handle_append_request(
+                        from,
+                        prev_log_index,
+                        prev_log_term,
+                        entries,
+                        leader_commit,
+                        read_seq,
+                    );
                 }
-                self.handle_append_request(
-                    from,
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                );
             }
-            MessageBody::AppendResponse(result) => self.handle_append_response(from, result),
+            MessageBody::AppendResponse { result, read_seq } => {
+                self.handle_append_response(from, result, read_seq)
+            }
+            MessageBody::InstallSnapshotRequest {
+                meta,
+                offset,
+                data,
+                done,
+            } => {
+                if self.accept_leader(from) {
+                    self.handle_snapshot_chunk(from, message.term, meta, offset, data, done);
+                }
+            }
+            MessageBody::InstallSnapshotResponse { last_index, result } => {
+                self.handle_snapshot_answer(from, last_index, result)
+            }
+            MessageBody::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
+            MessageBody::ReadIndexResponse { id, index } => {
+                self.handle_read_index_response(id, index)
+            }
+        }
+    }
+
+    /// Called for a leader's message of our term: a candidate gives up, a leader drops it
+    /// (two leaders in one term would be a bug elsewhere). Returns whether to handle it.
+    fn accept_leader(&mut self, from: NodeId) -> bool {
+        match self.role {
+            RoleState::Leader { .. } => {
+                warn!(
+                    node = self.config.id,
+                    term = self.term,
+                    from,
+                    "message from another leader of the same term; dropped"
+                );
+                false
+            }
+            RoleState::Candidate(_) | RoleState::PreCandidate(_) => {
+                self.become_follower(self.term, Some(from));
+                true
+            }
+            RoleState::Follower => true,
         }
     }
 
@@ -401,6 +575,9 @@ impl RaftNode {
             for i in 0..self.peers.len() {
                 self.send_append(self.peers[i]);
             }
+        }
+        if self.is_leader() {
+            self.start_read_round();
         }
         self.flush_unpersisted();
         std::mem::take(&mut self.actions)
@@ -427,10 +604,11 @@ impl RaftNode {
 
     fn push_raw(&mut self, action: Action) {
         if let Action::Persist(update) = action {
-            if let Some(Action::Persist(previous)) = self.actions.last_mut() {
-                previous.merge(update);
-            } else {
-                self.actions.push(Action::Persist(update));
+            match self.actions.last_mut() {
+                Some(Action::Persist(previous)) if previous.can_merge(&update) => {
+                    previous.merge(update)
+                }
+                _ => self.actions.push(Action::Persist(update)),
             }
         } else {
             self.actions.push(action);
@@ -477,6 +655,14 @@ impl RaftNode {
             self.applied_index = self.commit_index;
             self.push(Action::Apply(entries));
         }
+        self.release_ready_reads();
+    }
+
+    /// Emits `ReadReady` for confirmed reads whose index has been handed to the service.
+    fn release_ready_reads(&mut self) {
+        for (id, index) in self.reads.take_ready(self.applied_index) {
+            self.push(Action::ReadReady { id, index });
+        }
     }
 
     // ----- Role transitions -----
@@ -500,6 +686,9 @@ impl RaftNode {
 
     fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         self.flush_unpersisted();
+        if self.is_leader() {
+            self.fail_unconfirmed_reads();
+        }
         if term > self.term {
             self.term = term;
             self.voted_for = None;
@@ -636,17 +825,37 @@ impl RaftNode {
             MessageBody::VoteRequest { .. } => {
                 self.send(message.from, MessageBody::VoteResponse { granted: false })
             }
-            MessageBody::AppendRequest { prev_log_index, .. } => self.send(
+            MessageBody::AppendRequest {
+                prev_log_index,
+                read_seq,
+                ..
+            } => self.send(
                 message.from,
-                MessageBody::AppendResponse(AppendResult::Rejected {
-                    prev_log_index,
-                    conflict_term: None,
-                    conflict_index: self.log.last_index() + 1,
-                }),
+                MessageBody::AppendResponse {
+                    result: AppendResult::Rejected {
+                        prev_log_index,
+                        conflict_term: None,
+                        conflict_index: self.log.last_index() + 1,
+                    },
+                    read_seq,
+                },
+            ),
+            MessageBody::InstallSnapshotRequest { meta, .. } => self.send(
+                message.from,
+                MessageBody::InstallSnapshotResponse {
+                    last_index: meta.last_index,
+                    result: SnapshotResult::Continue { next_offset: 0 },
+                },
+            ),
+            MessageBody::ReadIndexRequest { id } => self.send(
+                message.from,
+                MessageBody::ReadIndexResponse { id, index: None },
             ),
             MessageBody::PreVoteResponse { .. }
             | MessageBody::VoteResponse { .. }
-            | MessageBody::AppendResponse(_) => {}
+            | MessageBody::AppendResponse { .. }
+            | MessageBody::InstallSnapshotResponse { .. }
+            | MessageBody::ReadIndexResponse { .. } => {}
         }
     }
 
@@ -725,6 +934,7 @@ impl RaftNode {
         prev_log_term: Term,
         entries: Vec<Entry>,
         leader_commit: LogIndex,
+        read_seq: u64,
     ) {
         self.leader_id = Some(leader);
         self.election_elapsed = 0;
@@ -745,12 +955,21 @@ impl RaftNode {
         if prev_log_index >= self.log.snapshot_index() {
             match self.log.term(prev_log_index) {
                 None => {
-                    self.reject_append(leader, prev_log_index, None, self.log.last_index() + 1);
+                    let result = AppendResult::Rejected {
+                        prev_log_index,
+                        conflict_term: None,
+                        conflict_index: self.log.last_index() + 1,
+                    };
+                    self.send(leader, MessageBody::AppendResponse { result, read_seq });
                     return;
                 }
                 Some(term) if term != prev_log_term => {
-                    let first = self.log.first_index_of_term_at(prev_log_index);
-                    self.reject_append(leader, prev_log_index, Some(term), first);
+                    let result = AppendResult::Rejected {
+                        prev_log_index,
+                        conflict_term: Some(term),
+                        conflict_index: self.log.first_index_of_term_at(prev_log_index),
+                    };
+                    self.send(leader, MessageBody::AppendResponse { result, read_seq });
                     return;
                 }
                 Some(_) => {}
@@ -809,31 +1028,20 @@ impl RaftNode {
         // Listed after the persist: the acknowledged entries are durable before it leaves.
         self.send(
             leader,
-            MessageBody::AppendResponse(AppendResult::Accepted {
-                match_index: last_new,
-            }),
+            MessageBody::AppendResponse {
+                result: AppendResult::Accepted {
+                    match_index: last_new,
+                },
+                read_seq,
+            },
         );
         self.emit_committed();
     }
 
-    fn reject_append(
-        &mut self,
-        leader: NodeId,
-        prev_log_index: LogIndex,
-        conflict_term: Option<Term>,
-        conflict_index: LogIndex,
-    ) {
-        self.send(
-            leader,
-            MessageBody::AppendResponse(AppendResult::Rejected {
-                prev_log_index,
-                conflict_term,
-                conflict_index,
-            }),
-        );
-    }
-
-    fn handle_append_response(&mut self, follower: NodeId, result: AppendResult) {
+    fn handle_append_response(&mut self, follower: NodeId, result: AppendResult, read_seq: u64) {
+        // Any answer of our term, accepted or not, shows the follower still took us as leader
+        // when it received the request, which carried read round `read_seq`.
+        self.record_read_ack(follower, read_seq);
         let last_index = self.log.last_index();
         let RoleState::Leader { progress } = &mut self.role else {
             return;
@@ -862,6 +1070,7 @@ impl RaftNode {
                 conflict_term,
                 conflict_index,
             } => {
+                pr.on_rejected(prev_log_index);
                 if pr.is_stale_rejection(prev_log_index) {
                     return;
                 }
@@ -893,40 +1102,99 @@ impl RaftNode {
     // ----- Leader replication -----
 
     /// Sends entries from the follower's `next_index`, unless its progress is paused. In probe
-    /// state an empty append is sent too (it finds the match point).
+    /// state an empty append is sent too (it finds the match point). A follower that needs
+    /// compacted entries is sent the snapshot instead.
     fn send_append(&mut self, follower: NodeId) {
-        let max_inflight = self.config.max_inflight_appends;
+        let (max_inflight, max_bytes) = (
+            self.config.max_inflight_appends,
+            self.config.max_inflight_bytes,
+        );
+        let read_seq = self.reads.seq();
         let RoleState::Leader { progress } = &mut self.role else {
             return;
         };
         let Some(pr) = progress.get_mut(&follower) else {
             return;
         };
-        if pr.is_paused(max_inflight) {
+        let prev_log_index = pr.next_index - 1;
+        let prev_log_term = match self.log.term(prev_log_index) {
+            Some(term) if pr.state != ReplicationState::Snapshot => term,
+            _ => return self.send_snapshot_chunk(follower),
+        };
+        if pr.is_paused(max_inflight, max_bytes) {
             return;
         }
-        let prev_log_index = pr.next_index - 1;
-        let Some(prev_log_term) = self.log.term(prev_log_index) else {
-            warn!(
-                node = self.config.id,
-                follower, prev_log_index, "follower needs compacted entries; cannot replicate"
-            );
-            return;
+        // A probe sent while earlier appends still fill the byte window only looks for the
+        // match point.
+        let entries = if pr.window_full(max_inflight, max_bytes) {
+            Vec::new()
+        } else {
+            self.log.slice(
+                pr.next_index,
+                self.log.last_index(),
+                self.config.max_append_bytes,
+            )
         };
-        let entries = self.log.slice(
-            pr.next_index,
-            self.log.last_index(),
-            self.config.max_append_bytes,
-        );
         if entries.is_empty() && pr.state == ReplicationState::Replicate {
             return;
         }
-        pr.on_sent(entries.last().map(|e| e.index));
+        let bytes = entries.iter().map(Entry::size_hint).sum();
+        pr.on_sent(prev_log_index, entries.last().map(|e| e.index), bytes);
         let body = MessageBody::AppendRequest {
             prev_log_index,
             prev_log_term,
             entries,
             leader_commit: self.commit_index,
+            read_seq,
+        };
+        self.send(follower, body);
+    }
+
+    /// Sends the next chunk of the snapshot to a follower that needs compacted entries, starting
+    /// (or restarting, when the leader has compacted again since) the transfer if needed.
+    fn send_snapshot_chunk(&mut self, follower: NodeId) {
+        let chunk_bytes = self.config.snapshot_chunk_bytes;
+        let RoleState::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(&follower) else {
+            return;
+        };
+        let Some(snapshot) = &self.snapshot else {
+            // The log is compacted only together with a snapshot, which the node keeps.
+            warn!(
+                node = self.config.id,
+                follower, "follower needs compacted entries but no snapshot is held"
+            );
+            return;
+        };
+        let meta = snapshot.meta;
+        if pr.snapshot_transfer().map(|t| t.last_index) != Some(meta.last_index) {
+            debug!(
+                node = self.config.id,
+                follower,
+                snapshot = meta.last_index,
+                bytes = snapshot.data.len(),
+                "sending snapshot"
+            );
+            pr.become_snapshot(meta.last_index);
+        }
+        if pr.is_paused(usize::MAX, usize::MAX) {
+            return;
+        }
+        let Some(transfer) = pr.snapshot_transfer() else {
+            return;
+        };
+        let len = snapshot.data.len();
+        let start = usize::try_from(transfer.next_offset).map_or(len, |o| o.min(len));
+        let end = start.saturating_add(chunk_bytes).min(len);
+        let data = snapshot.data[start..end].to_vec();
+        pr.on_chunk_sent();
+        let body = MessageBody::InstallSnapshotRequest {
+            meta,
+            offset: start as u64,
+            data,
+            done: end == len,
         };
         self.send(follower, body);
     }
@@ -941,24 +1209,37 @@ impl RaftNode {
                 continue;
             };
             if pr.on_heartbeat() {
-                // Probing (or fell back to it): resend from next_index.
+                // Probing or sending a snapshot (or fell back to probing): resend from where
+                // the follower stands.
                 self.send_append(follower);
                 continue;
             }
-            // Replicating: an empty append at the known match point carries the commit index
-            // without disturbing the entries in flight.
-            let prev_log_index = pr.match_index;
-            let Some(prev_log_term) = self.log.term(prev_log_index) else {
-                continue;
-            };
-            let body = MessageBody::AppendRequest {
-                prev_log_index,
-                prev_log_term,
-                entries: Vec::new(),
-                leader_commit: self.commit_index,
-            };
-            self.send(follower, body);
+            self.send_heartbeat(follower);
         }
+    }
+
+    /// An empty append at the follower's known match point: carries the commit index and the
+    /// read round without disturbing the entries in flight. A replicating follower only.
+    fn send_heartbeat(&mut self, follower: NodeId) {
+        let RoleState::Leader { progress } = &self.role else {
+            return;
+        };
+        let Some(pr) = progress.get(&follower) else {
+            return;
+        };
+        let prev_log_index = pr.match_index;
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            // The match point was compacted: the follower needs the snapshot.
+            return self.send_snapshot_chunk(follower);
+        };
+        let body = MessageBody::AppendRequest {
+            prev_log_index,
+            prev_log_term,
+            entries: Vec::new(),
+            leader_commit: self.commit_index,
+            read_seq: self.reads.seq(),
+        };
+        self.send(follower, body);
     }
 
     /// Advances the commit index to the highest index a majority holds durably, if that entry
@@ -974,6 +1255,276 @@ impl RaftNode {
             trace!(node = self.config.id, commit = candidate, "commit advanced");
             self.commit_index = candidate;
             self.emit_committed();
+        }
+    }
+
+    // ----- Snapshots (follower side and answers) -----
+
+    /// A chunk of the leader's snapshot. Chunks must arrive in order; anything else is answered
+    /// with the offset expected next, so the leader resends from there.
+    fn handle_snapshot_chunk(
+        &mut self,
+        leader: NodeId,
+        message_term: Term,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
+        self.leader_id = Some(leader);
+        self.election_elapsed = 0;
+        self.failed_elections = 0;
+        if meta.last_term > message_term || meta.last_index == 0 {
+            warn!(
+                node = self.config.id,
+                from = leader,
+                ?meta,
+                "malformed InstallSnapshot dropped"
+            );
+            return;
+        }
+        let last_index = meta.last_index;
+        if last_index <= self.commit_index {
+            // Stale or duplicated: we already hold (committed) everything it covers.
+            let result = SnapshotResult::Installed;
+            self.send(
+                leader,
+                MessageBody::InstallSnapshotResponse { last_index, result },
+            );
+            return;
+        }
+        if offset == 0 && self.incoming_snapshot.as_ref().map(|s| s.meta) != Some(meta) {
+            // The first chunk of a new snapshot (a first chunk of the one being received is a
+            // duplicate: it is answered with the offset expected next).
+            self.incoming_snapshot = Some(Snapshot {
+                meta,
+                data: Vec::new(),
+            });
+        }
+        let expected = match &self.incoming_snapshot {
+            Some(incoming) if incoming.meta == meta => incoming.data.len() as u64,
+            _ => 0,
+        };
+        if offset != expected {
+            let result = SnapshotResult::Continue {
+                next_offset: expected,
+            };
+            self.send(
+                leader,
+                MessageBody::InstallSnapshotResponse { last_index, result },
+            );
+            return;
+        }
+        let Some(incoming) = &mut self.incoming_snapshot else {
+            return; // offset == expected == 0 implies a buffer was just created
+        };
+        incoming.data.extend_from_slice(&data);
+        if !done {
+            let result = SnapshotResult::Continue {
+                next_offset: incoming.data.len() as u64,
+            };
+            self.send(
+                leader,
+                MessageBody::InstallSnapshotResponse { last_index, result },
+            );
+            return;
+        }
+        if let Some(snapshot) = self.incoming_snapshot.take() {
+            self.install_snapshot(snapshot);
+        }
+        // Listed after the persist: the snapshot is durable before the leader counts it.
+        let result = SnapshotResult::Installed;
+        self.send(
+            leader,
+            MessageBody::InstallSnapshotResponse { last_index, result },
+        );
+    }
+
+    /// Replaces the log prefix with a complete snapshot from the leader: keeps the entries after
+    /// it if the log holds the snapshot's last entry, drops the whole log otherwise; stores the
+    /// snapshot and hands it to the service.
+    fn install_snapshot(&mut self, snapshot: Snapshot) {
+        let meta = snapshot.meta;
+        let keep_suffix = self.log.term(meta.last_index) == Some(meta.last_term);
+        debug!(
+            node = self.config.id,
+            last_index = meta.last_index,
+            last_term = meta.last_term,
+            keep_suffix,
+            "installing snapshot"
+        );
+        self.log.compact_to(meta.last_index, meta.last_term);
+        let truncate_from = if keep_suffix {
+            None
+        } else {
+            self.durable_index = self.durable_index.min(meta.last_index);
+            Some(meta.last_index + 1)
+        };
+        self.push(Action::Persist(PersistUpdate {
+            snapshot: Some(snapshot.clone()),
+            truncate_from,
+            ..PersistUpdate::default()
+        }));
+        self.snapshot = Some(snapshot.clone());
+        self.commit_index = self.commit_index.max(meta.last_index);
+        self.applied_index = meta.last_index;
+        self.push(Action::InstallSnapshot(snapshot));
+        self.emit_committed();
+    }
+
+    fn handle_snapshot_answer(
+        &mut self,
+        follower: NodeId,
+        last_index: LogIndex,
+        result: SnapshotResult,
+    ) {
+        let RoleState::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(&follower) else {
+            return;
+        };
+        match result {
+            SnapshotResult::Installed => {
+                if last_index > self.log.last_index() {
+                    return; // not a snapshot of ours
+                }
+                let was_snapshot = pr.state == ReplicationState::Snapshot;
+                if !was_snapshot && last_index <= pr.match_index {
+                    return; // a late duplicate
+                }
+                let advanced = pr.on_accepted(last_index);
+                debug!(
+                    node = self.config.id,
+                    follower, last_index, "follower installed snapshot"
+                );
+                if advanced {
+                    self.maybe_commit();
+                }
+            }
+            SnapshotResult::Continue { next_offset } => {
+                if pr.state != ReplicationState::Snapshot {
+                    return;
+                }
+                pr.on_chunk_answer(last_index, next_offset);
+            }
+        }
+        self.send_append(follower);
+    }
+
+    // ----- Reads -----
+
+    /// Leader: starts a confirmation round for the reads waiting for one, once the leader has
+    /// committed an entry of its term (before that its commit index may lag behind entries
+    /// committed by earlier leaders).
+    fn start_read_round(&mut self) {
+        if self.log.term(self.commit_index) != Some(self.term) {
+            return;
+        }
+        let Some(seq) = self.reads.start_round(self.commit_index) else {
+            return;
+        };
+        trace!(node = self.config.id, seq, "read round started");
+        if self.peers.is_empty() {
+            self.confirm_reads();
+            return;
+        }
+        for i in 0..self.peers.len() {
+            let follower = self.peers[i];
+            let replicating = self
+                .progress(follower)
+                .is_some_and(|p| p.state == ReplicationState::Replicate);
+            if replicating {
+                self.send_heartbeat(follower);
+            } else {
+                // Probing or receiving a snapshot: its next append carries the round.
+                self.send_append(follower);
+            }
+        }
+    }
+
+    /// Leader: records that `follower` echoed read round `read_seq`, confirming rounds a
+    /// majority has now echoed.
+    fn record_read_ack(&mut self, follower: NodeId, read_seq: u64) {
+        let RoleState::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(&follower) else {
+            return;
+        };
+        if read_seq > pr.read_seq_acked {
+            pr.read_seq_acked = read_seq;
+            self.confirm_reads();
+        }
+    }
+
+    /// Leader: releases the reads of the round in flight if a majority (this node included) has
+    /// echoed it: local reads wait for their index to be applied, forwarded ones are answered.
+    fn confirm_reads(&mut self) {
+        let RoleState::Leader { progress } = &self.role else {
+            return;
+        };
+        let mut acked: Vec<u64> = progress.values().map(|p| p.read_seq_acked).collect();
+        acked.push(self.reads.seq());
+        let quorum_seq = quorum::committed_index(&mut acked);
+        for (read, index) in self.reads.confirm(quorum_seq) {
+            match read.from {
+                None => self.reads.push_ready(read.id, index),
+                Some(follower) => self.send(
+                    follower,
+                    MessageBody::ReadIndexResponse {
+                        id: read.id,
+                        index: Some(index),
+                    },
+                ),
+            }
+        }
+        self.release_ready_reads();
+    }
+
+    /// Fails every read not confirmed yet: this node stops leading.
+    fn fail_unconfirmed_reads(&mut self) {
+        for read in self.reads.take_unconfirmed() {
+            match read.from {
+                None => self.push(Action::ReadFailed {
+                    id: read.id,
+                    error: ReadError::LeadershipLost,
+                }),
+                Some(follower) => self.send(
+                    follower,
+                    MessageBody::ReadIndexResponse {
+                        id: read.id,
+                        index: None,
+                    },
+                ),
+            }
+        }
+    }
+
+    fn handle_read_index_request(&mut self, follower: NodeId, id: ReadId) {
+        if self.is_leader() {
+            self.reads.queue(PendingRead {
+                id,
+                from: Some(follower),
+            });
+        } else {
+            self.send(follower, MessageBody::ReadIndexResponse { id, index: None });
+        }
+    }
+
+    fn handle_read_index_response(&mut self, id: ReadId, index: Option<LogIndex>) {
+        if !self.reads.answer_forwarded(id) {
+            return; // duplicate, or it already timed out
+        }
+        match index {
+            Some(index) => {
+                self.reads.push_ready(id, index);
+                self.release_ready_reads();
+            }
+            None => self.push(Action::ReadFailed {
+                id,
+                error: ReadError::LeadershipLost,
+            }),
         }
     }
 }

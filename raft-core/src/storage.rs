@@ -4,9 +4,10 @@ use async_trait::async_trait;
 
 use crate::action::PersistUpdate;
 use crate::error::UpdateError;
-use crate::types::{Entry, HardState, LogIndex};
+use crate::types::{Entry, HardState, LogIndex, Snapshot};
 
-/// Everything a node keeps across a crash: its hard state and its log.
+/// Everything a node keeps across a crash: its hard state, its latest snapshot and the log
+/// after it.
 ///
 /// This is also the reference model of [`PersistUpdate`] semantics: a [`Persister`] must behave
 /// as if it held a `DurableState` and called [`DurableState::apply`] for each update, atomically.
@@ -14,27 +15,41 @@ use crate::types::{Entry, HardState, LogIndex};
 pub struct DurableState {
     /// The stored term and vote.
     pub hard_state: HardState,
-    /// The stored log entries, consecutive from index 1.
+    /// The latest snapshot, if the log was ever compacted.
+    pub snapshot: Option<Snapshot>,
+    /// The stored log entries, consecutive from the entry after the snapshot (index 1 without
+    /// one).
     pub entries: Vec<Entry>,
 }
 
 impl DurableState {
-    /// Index of the last stored entry (0 when the log is empty).
+    /// Index of the last entry the snapshot covers (0 without a snapshot).
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.snapshot.as_ref().map_or(0, |s| s.meta.last_index)
+    }
+
+    /// Index of the last stored entry (the snapshot's last index when no entry follows it).
     pub fn last_index(&self) -> LogIndex {
-        self.entries.last().map_or(0, |e| e.index)
+        self.entries
+            .last()
+            .map_or(self.snapshot_index(), |e| e.index)
     }
 
     /// Applies `update` as described on [`PersistUpdate`]. Refuses (changing nothing) an update
+    /// whose snapshot is not newer than the stored one, that truncates into the snapshot, or
     /// whose entries would leave a gap in the log.
     pub fn apply(&mut self, update: &PersistUpdate) -> Result<(), UpdateError> {
-        update.check_continues(self.last_index())?;
+        update.check_continues(self.snapshot_index(), self.last_index())?;
         if let Some(hard_state) = update.hard_state {
             self.hard_state = hard_state;
         }
+        if let Some(snapshot) = &update.snapshot {
+            let covered = snapshot.meta.last_index;
+            self.entries.retain(|e| e.index > covered);
+            self.snapshot = Some(snapshot.clone());
+        }
         if let Some(cut) = update.truncate_from {
-            let first = self.entries.first().map_or(1, |e| e.index);
-            let keep = cut.saturating_sub(first) as usize;
-            self.entries.truncate(keep);
+            self.entries.retain(|e| e.index < cut);
         }
         self.entries.extend(update.entries.iter().cloned());
         Ok(())

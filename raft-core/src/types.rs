@@ -63,3 +63,25 @@ pub struct HardState {
     /// The candidate this node voted for in `term`, if any.
     pub voted_for: Option<NodeId>,
 }
+
+/// Identifies the state a snapshot captures: the last log entry folded into it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// Index of the last entry the snapshot covers.
+    pub last_index: LogIndex,
+    /// Term of that entry.
+    pub last_term: Term,
+}
+
+/// A snapshot of the service's state machine, replacing the log up to `meta.last_index`.
+///
+/// The bytes are opaque to Raft: the service produces them in
+/// [`RaftNode::compact`](crate::RaftNode::compact) and receives them back in
+/// [`Action::InstallSnapshot`](crate::Action::InstallSnapshot).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Which log prefix the snapshot replaces.
+    pub meta: SnapshotMeta,
+    /// The service's serialized state after applying entries `1..=meta.last_index`.
+    pub data: Vec<u8>,
+}

@@ -1,81 +1,12 @@
 //! Hand-driven scenarios pinning down the node's contract: the order of persists and sends,
 //! how followers treat stale and conflicting appends, and how the leader recovers lost appends.
 
+mod common;
+
+use common::*;
 use raft_core::{
-    Action, AppendResult, Config, DurableState, Entry, Message, MessageBody, Payload,
-    PersistUpdate, RaftNode, Role,
+    Action, AppendResult, Config, DurableState, Message, MessageBody, PersistUpdate, RaftNode, Role,
 };
-
-fn config(id: u64, voters: &[u64]) -> Config {
-    let mut c = Config::new(id, voters.to_vec());
-    c.election_timeout_min = 10;
-    c.election_timeout_max = 11;
-    c.heartbeat_interval = 2;
-    c.max_inflight_appends = 1;
-    // These scenarios drive elections by hand; pre-vote and check-quorum have their own tests.
-    c.pre_vote = false;
-    c.check_quorum = false;
-    c
-}
-
-fn entry(index: u64, term: u64) -> Entry {
-    Entry {
-        index,
-        term,
-        payload: Payload::Command(vec![index as u8, term as u8]),
-    }
-}
-
-fn sends(actions: &[Action]) -> Vec<&Message> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send(m) => Some(m),
-            _ => None,
-        })
-        .collect()
-}
-
-fn position(actions: &[Action], pred: impl Fn(&Action) -> bool) -> usize {
-    actions.iter().position(pred).expect("action present")
-}
-
-/// Takes the node's actions and reports every persist in them as durable.
-fn report_all_persisted(node: &mut RaftNode) {
-    for action in node.take_actions() {
-        if let Action::Persist(update) = action {
-            if let Some((index, term)) = update.last_entry() {
-                node.persisted(index, term);
-            }
-        }
-    }
-}
-
-/// Lets node 1's election timer fire (pre-vote off) and grants it the votes of `voters`.
-fn win_election(node: &mut RaftNode, voters: &[u64]) {
-    for _ in 0..10 {
-        node.tick();
-    }
-    assert_eq!(node.role(), Role::Candidate);
-    node.take_actions();
-    for &voter in voters {
-        node.step(Message {
-            from: voter,
-            to: 1,
-            term: node.term(),
-            body: MessageBody::VoteResponse { granted: true },
-        });
-    }
-    assert!(node.is_leader());
-}
-
-/// Makes node 1 of {1,2,3} leader of term 1 and returns it with its log persisted.
-fn leader() -> RaftNode {
-    let mut node = RaftNode::new(config(1, &[1, 2, 3])).unwrap();
-    win_election(&mut node, &[2]);
-    report_all_persisted(&mut node);
-    node
-}
 
 #[test]
 fn candidate_persists_term_and_vote_before_asking_for_votes() {
@@ -158,6 +89,7 @@ fn vote_refused_to_a_less_up_to_date_candidate() {
             voted_for: None,
         },
         entries: vec![entry(1, 1), entry(2, 3)],
+        snapshot: None,
     };
     for (last_log_index, last_log_term, expected) in [(5, 2, false), (1, 3, false), (2, 3, true)] {
         let mut fresh = RaftNode::restore(config(3, &[1, 2, 3]), &state).unwrap();
@@ -186,7 +118,10 @@ fn leader_sends_appends_before_its_own_write_and_counts_itself_only_once_durable
         from: 2,
         to: 1,
         term: 1,
-        body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 1 }),
+        body: MessageBody::AppendResponse {
+            result: AppendResult::Accepted { match_index: 1 },
+            read_seq: 0,
+        },
     });
     node.take_actions();
     let (index, _) = node.propose(b"x".to_vec()).unwrap();
@@ -206,7 +141,10 @@ fn leader_sends_appends_before_its_own_write_and_counts_itself_only_once_durable
         from: 2,
         to: 1,
         term: 1,
-        body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: index }),
+        body: MessageBody::AppendResponse {
+            result: AppendResult::Accepted { match_index: index },
+            read_seq: 0,
+        },
     });
     assert!(
         node.commit_index() < index,
@@ -232,6 +170,7 @@ fn follower_persists_entries_before_acknowledging_them() {
             prev_log_term: 0,
             entries: vec![entry(1, 1), entry(2, 1)],
             leader_commit: 1,
+            read_seq: 0,
         },
     });
     let actions = node.take_actions();
@@ -243,38 +182,16 @@ fn follower_persists_entries_before_acknowledging_them() {
         matches!(
             a,
             Action::Send(Message {
-                body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 2 }),
+                body: MessageBody::AppendResponse {
+                    result: AppendResult::Accepted { match_index: 2 },
+                    read_seq: 0
+                },
                 ..
             })
         )
     });
     let apply = position(&actions, |a| matches!(a, Action::Apply(e) if e.len() == 1));
     assert!(persist < ack && persist < apply, "{actions:?}");
-}
-
-fn follower_with(entries: Vec<Entry>, term: u64) -> RaftNode {
-    let state = DurableState {
-        hard_state: raft_core::HardState {
-            term,
-            voted_for: None,
-        },
-        entries,
-    };
-    RaftNode::restore(config(2, &[1, 2, 3]), &state).unwrap()
-}
-
-fn append(prev: (u64, u64), entries: Vec<Entry>, term: u64) -> Message {
-    Message {
-        from: 1,
-        to: 2,
-        term,
-        body: MessageBody::AppendRequest {
-            prev_log_index: prev.0,
-            prev_log_term: prev.1,
-            entries,
-            leader_commit: 0,
-        },
-    }
 }
 
 #[test]
@@ -291,7 +208,10 @@ fn stale_append_never_truncates_matching_entries() {
     assert!(matches!(
         sends(&actions)[..],
         [Message {
-            body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 2 }),
+            body: MessageBody::AppendResponse {
+                result: AppendResult::Accepted { match_index: 2 },
+                read_seq: 0
+            },
             ..
         }]
     ));
@@ -320,11 +240,14 @@ fn rejection_carries_conflict_hints() {
         matches!(
             sends(&actions)[..],
             [Message {
-                body: MessageBody::AppendResponse(AppendResult::Rejected {
-                    prev_log_index: 4,
-                    conflict_term: Some(2),
-                    conflict_index: 2
-                }),
+                body: MessageBody::AppendResponse {
+                    result: AppendResult::Rejected {
+                        prev_log_index: 4,
+                        conflict_term: Some(2),
+                        conflict_index: 2
+                    },
+                    read_seq: 0
+                },
                 ..
             }]
         ),
@@ -336,11 +259,14 @@ fn rejection_carries_conflict_hints() {
         matches!(
             sends(&actions)[..],
             [Message {
-                body: MessageBody::AppendResponse(AppendResult::Rejected {
-                    conflict_term: None,
-                    conflict_index: 5,
-                    ..
-                }),
+                body: MessageBody::AppendResponse {
+                    result: AppendResult::Rejected {
+                        conflict_term: None,
+                        conflict_index: 5,
+                        ..
+                    },
+                    read_seq: 0
+                },
                 ..
             }]
         ),
@@ -356,13 +282,17 @@ fn leader_resends_an_append_that_was_lost() {
         from: 2,
         to: 1,
         term: 1,
-        body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 1 }),
+        body: MessageBody::AppendResponse {
+            result: AppendResult::Accepted { match_index: 1 },
+            read_seq: 0,
+        },
     });
     node.propose(b"lost".to_vec()).unwrap();
-    node.take_actions(); // the append carrying index 2 is lost
-                         // For a while the follower only answers heartbeats at its old match index.
+    // The append carrying index 2 is lost. For a while the follower only answers heartbeats at
+    // its old match index; after a few silent heartbeat intervals the leader resends.
+    node.take_actions();
     let mut resent = false;
-    for _ in 0..6 {
+    for _ in 0..10 {
         node.tick();
         for message in sends(&node.take_actions()) {
             if message.to != 2 {
@@ -382,9 +312,12 @@ fn leader_resends_an_append_that_was_lost() {
                         from: 2,
                         to: 1,
                         term: 1,
-                        body: MessageBody::AppendResponse(AppendResult::Accepted {
-                            match_index: *prev_log_index,
-                        }),
+                        body: MessageBody::AppendResponse {
+                            result: AppendResult::Accepted {
+                                match_index: *prev_log_index,
+                            },
+                            read_seq: 0,
+                        },
                     });
                 }
             }
@@ -400,11 +333,14 @@ fn higher_term_makes_a_leader_step_down_and_persist_the_term() {
         from: 3,
         to: 1,
         term: 7,
-        body: MessageBody::AppendResponse(AppendResult::Rejected {
-            prev_log_index: 0,
-            conflict_term: None,
-            conflict_index: 1,
-        }),
+        body: MessageBody::AppendResponse {
+            result: AppendResult::Rejected {
+                prev_log_index: 0,
+                conflict_term: None,
+                conflict_index: 1,
+            },
+            read_seq: 0,
+        },
     });
     assert_eq!(node.role(), Role::Follower);
     assert_eq!(node.term(), 7);
@@ -444,6 +380,7 @@ fn restore_rejects_inconsistent_state() {
             voted_for: Some(42),
         },
         entries: vec![],
+        snapshot: None,
     };
     assert!(RaftNode::restore(config(1, &[1, 2, 3]), &bad_vote).is_err());
     let log_ahead = DurableState {
@@ -452,6 +389,7 @@ fn restore_rejects_inconsistent_state() {
             voted_for: None,
         },
         entries: vec![entry(1, 2)],
+        snapshot: None,
     };
     assert!(RaftNode::restore(config(1, &[1, 2, 3]), &log_ahead).is_err());
     let gap = DurableState {
@@ -460,6 +398,7 @@ fn restore_rejects_inconsistent_state() {
             voted_for: None,
         },
         entries: vec![entry(1, 1), entry(3, 1)],
+        snapshot: None,
     };
     assert!(RaftNode::restore(config(1, &[1, 2, 3]), &gap).is_err());
 }
@@ -483,6 +422,7 @@ fn single_node_cluster_commits_after_its_own_write() {
                 }
                 Action::Apply(entries) => applied.extend(entries),
                 Action::Send(m) => panic!("nobody to send to: {m:?}"),
+                other => panic!("no snapshot or read was asked for: {other:?}"),
             }
         }
     }
@@ -503,6 +443,7 @@ fn leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
             voted_for: None,
         },
         entries: vec![entry(1, 1), entry(2, 2)],
+        snapshot: None,
     };
     let mut node = RaftNode::restore(config(1, &[1, 2, 3, 4, 5]), &state).unwrap();
     win_election(&mut node, &[2, 3]);
@@ -513,7 +454,10 @@ fn leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
             from: follower,
             to: 1,
             term: 4,
-            body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 2 }),
+            body: MessageBody::AppendResponse {
+                result: AppendResult::Accepted { match_index: 2 },
+                read_seq: 0,
+            },
         });
     }
     assert_eq!(
@@ -527,7 +471,10 @@ fn leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
             from: follower,
             to: 1,
             term: 4,
-            body: MessageBody::AppendResponse(AppendResult::Accepted { match_index: 3 }),
+            body: MessageBody::AppendResponse {
+                result: AppendResult::Accepted { match_index: 3 },
+                read_seq: 0,
+            },
         });
     }
     assert_eq!(node.commit_index(), 3);
@@ -547,6 +494,7 @@ fn follower_commit_is_capped_by_the_entries_the_request_verified() {
             prev_log_term: 1,
             entries: vec![],
             leader_commit: 3,
+            read_seq: 0,
         },
     });
     assert_eq!(node.commit_index(), 1);
@@ -660,11 +608,14 @@ fn leader_without_a_quorum_steps_down() {
             from: 2,
             to: 1,
             term: 1,
-            body: MessageBody::AppendResponse(AppendResult::Rejected {
-                prev_log_index: 0,
-                conflict_term: None,
-                conflict_index: 1,
-            }),
+            body: MessageBody::AppendResponse {
+                result: AppendResult::Rejected {
+                    prev_log_index: 0,
+                    conflict_term: None,
+                    conflict_index: 1,
+                },
+                read_seq: 0,
+            },
         });
     }
     assert!(node.is_leader());

@@ -71,15 +71,15 @@ impl MemoryPersister {
         let mut stored = self.lock();
         let Stored { state, size } = &mut *stored;
         let old_hard_state = hard_state_size(&state.hard_state);
-        let removed: u64 = match update.truncate_from {
-            Some(cut) => state
-                .entries
-                .iter()
-                .filter(|e| e.index >= cut)
-                .map(entry_size)
-                .sum(),
-            None => 0,
-        };
+        // Entries the update deletes: those its snapshot covers and those it truncates.
+        let covered = update.snapshot.as_ref().map_or(0, |s| s.meta.last_index);
+        let cut = update.truncate_from.unwrap_or(u64::MAX);
+        let removed: u64 = state
+            .entries
+            .iter()
+            .filter(|e| e.index <= covered || e.index >= cut)
+            .map(entry_size)
+            .sum();
         state.apply(update)?;
         *size = *size - old_hard_state - removed
             + hard_state_size(&state.hard_state)

@@ -2,7 +2,9 @@
 //! operation sequences, plus crash/restart of a node on top of it.
 
 use proptest::prelude::*;
-use raft_core::{DurableState, Entry, HardState, Payload, PersistUpdate, Persister};
+use raft_core::{
+    DurableState, Entry, HardState, Payload, PersistUpdate, Persister, Snapshot, SnapshotMeta,
+};
 use raft_storage::{size, MemoryPersister};
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -12,12 +14,19 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// An abstract operation, made valid for whatever log it is applied to.
-type Op = (Option<(u64, Option<u64>)>, Option<u64>, Vec<(u64, Vec<u8>)>);
+/// An abstract operation, made valid for whatever log it is applied to: hard state, snapshot
+/// point and bytes, cut point, new entries.
+type Op = (
+    Option<(u64, Option<u64>)>,
+    Option<(u64, Vec<u8>)>,
+    Option<u64>,
+    Vec<(u64, Vec<u8>)>,
+);
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     (
         proptest::option::of((0u64..20, proptest::option::of(1u64..6))),
+        proptest::option::of((any::<u64>(), proptest::collection::vec(any::<u8>(), 0..16))),
         proptest::option::of(any::<u64>()),
         proptest::collection::vec(
             (1u64..20, proptest::collection::vec(any::<u8>(), 0..40)),
@@ -26,10 +35,26 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     )
 }
 
-/// Turns `op` into a valid update for a log ending at `last`: the cut (if any) lands within
-/// `1..=last + 1`, and the new entries continue the log after it.
-fn to_update((hard_state, cut, new): Op, last: u64) -> PersistUpdate {
-    let cut = cut.map(|raw| 1 + raw % (last + 1));
+/// Turns `op` into a valid update for `state`: the snapshot (if any) ends after the stored one
+/// (possibly past the log's end), the cut (if any) lands after the snapshot and at most one past
+/// the log's end, and the new entries continue the log after both.
+fn to_update((hard_state, snapshot, cut, new): Op, state: &DurableState) -> PersistUpdate {
+    let stored_snapshot = state.snapshot_index();
+    let snapshot = snapshot.map(|(raw, data)| {
+        let last_index = stored_snapshot + 1 + raw % (state.last_index() - stored_snapshot + 3);
+        Snapshot {
+            meta: SnapshotMeta {
+                last_index,
+                last_term: raw % 7,
+            },
+            data,
+        }
+    });
+    let snapshot_index = snapshot
+        .as_ref()
+        .map_or(stored_snapshot, |s| s.meta.last_index);
+    let last = state.last_index().max(snapshot_index);
+    let cut = cut.map(|raw| snapshot_index + 1 + raw % (last - snapshot_index + 1));
     let base = cut.map_or(last, |c| last.min(c - 1));
     let entries = new
         .into_iter()
@@ -44,6 +69,7 @@ fn to_update((hard_state, cut, new): Op, last: u64) -> PersistUpdate {
         hard_state: hard_state.map(|(term, voted_for)| HardState { term, voted_for }),
         truncate_from: cut,
         entries,
+        snapshot,
     }
 }
 
@@ -60,7 +86,7 @@ proptest! {
         let disk = MemoryPersister::new();
         let mut model = DurableState::default();
         for op in ops {
-            let update = to_update(op, model.last_index());
+            let update = to_update(op, &model);
             model.apply(&update).expect("generated updates are valid");
             block_on(disk.persist(&update)).expect("valid update accepted");
             prop_assert_eq!(&disk.state(), &model);

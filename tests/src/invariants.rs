@@ -9,11 +9,15 @@
 //! - **Commit monotonicity**: a live node's commit index never decreases.
 //! - **Durable vote safety**: a node's persisted term never decreases, and within a term its
 //!   persisted vote never changes once cast.
+//! - **Snapshot safety**: a snapshot covers only committed entries and its state equals the
+//!   state obtained by applying the committed log from the start (compared by digest); a node
+//!   never installs a snapshot older than the state it has applied, and never keeps entries
+//!   after a snapshot that do not continue it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
-use raft_core::{Entry, HardState, LogIndex, PersistUpdate, RaftNode, Role, Term};
+use raft_core::{Entry, HardState, LogIndex, PersistUpdate, RaftNode, Role, SnapshotMeta, Term};
 
 /// Per-node bookkeeping of the checker.
 #[derive(Clone, Debug, Default)]
@@ -37,6 +41,9 @@ pub struct Checker {
     leaders: BTreeMap<Term, usize>,
     /// The entry applied at each index (index k at position k-1): the committed log.
     committed: Vec<Entry>,
+    /// `committed_digests[k-1]`: digest of the state after applying committed entries 1..=k
+    /// (the hash chain over them, which is also what the durable-log chains hold).
+    committed_digests: Vec<u64>,
     /// Chain hash of every durable (index, term) seen on any node.
     chains: HashMap<(LogIndex, Term), u64>,
     violation: Option<String>,
@@ -44,7 +51,10 @@ pub struct Checker {
     checks: u64,
 }
 
-fn entry_hash(previous: u64, entry: &Entry) -> u64 {
+/// One link of the hash chain over a log: the digest of the state after applying `entry` to the
+/// state whose digest is `previous` (the empty state's digest is 0). The simulator's toy state
+/// machine uses the same chain, so a state can be compared with the committed log's by digest.
+pub fn entry_hash(previous: u64, entry: &Entry) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     previous.hash(&mut hasher);
     entry.hash(&mut hasher);
@@ -58,6 +68,7 @@ impl Checker {
             nodes: vec![NodeWatch::default(); nodes],
             leaders: BTreeMap::new(),
             committed: Vec::new(),
+            committed_digests: Vec::new(),
             chains: HashMap::new(),
             violation: None,
             checks: 0,
@@ -73,6 +84,59 @@ impl Checker {
     /// commit index. The committed prefix of the log.
     pub fn committed(&self) -> &[Entry] {
         &self.committed
+    }
+
+    /// Digest of the state after applying the committed entries up to `index` (0 for index 0),
+    /// if they are all known.
+    pub fn committed_digest(&self, index: LogIndex) -> Option<u64> {
+        match index {
+            0 => Some(0),
+            _ => self.committed_digests.get(index as usize - 1).copied(),
+        }
+    }
+
+    /// Appends a newly committed entry to the committed log.
+    fn push_committed(&mut self, entry: Entry) {
+        let previous = self.committed_digests.last().copied().unwrap_or(0);
+        self.committed_digests.push(entry_hash(previous, &entry));
+        self.committed.push(entry);
+    }
+
+    /// Checks that a snapshot of the state after applying entries up to `index` with digest
+    /// `digest` matches the committed log; returns the failure message otherwise.
+    fn check_snapshot_state(&self, index: LogIndex, digest: u64) -> Result<(), String> {
+        match self.committed_digest(index) {
+            None => Err(format!(
+                "snapshot safety: a snapshot covers index {index}, beyond the {} entries known committed",
+                self.committed.len()
+            )),
+            Some(expected) if expected != digest => Err(format!(
+                "snapshot safety: the snapshot state at index {index} differs from the state of the committed log"
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Records that node `slot` handed its service a snapshot of the state at `index` with
+    /// state digest `digest` (installed from a leader, or loaded from disk at a restart). The
+    /// node's next apply must be `index + 1`.
+    pub fn on_install_snapshot(&mut self, slot: usize, index: LogIndex, digest: u64) {
+        self.checks += 1;
+        if let Err(message) = self.check_snapshot_state(index, digest) {
+            self.fail(format!("node {}: {message}", slot + 1));
+            return;
+        }
+        let watch = &mut self.nodes[slot];
+        if index < watch.last_applied {
+            let msg = format!(
+                "snapshot safety: node {} installed a snapshot at index {index} after applying up to {}",
+                slot + 1,
+                watch.last_applied
+            );
+            self.fail(msg);
+            return;
+        }
+        watch.last_applied = index;
     }
 
     fn fail(&mut self, message: String) {
@@ -110,6 +174,13 @@ impl Checker {
             }
             watch.hard_state = new;
         }
+        if let Some(snapshot) = &update.snapshot {
+            if let Err(message) = self.persist_snapshot(slot, snapshot.meta, update.truncate_from) {
+                self.fail(message);
+                return;
+            }
+        }
+        let watch = &mut self.nodes[slot];
         if let Some(cut) = update.truncate_from {
             watch.chain.truncate(cut.saturating_sub(1) as usize);
         }
@@ -148,6 +219,51 @@ impl Checker {
         }
     }
 
+    /// The durable log of `slot` becomes a snapshot up to `meta.last_index` plus the entries
+    /// after it: its chain up to there becomes the committed log's. Entries after the snapshot
+    /// may stay only if the log held the snapshot's last entry, or the update truncates them.
+    fn persist_snapshot(
+        &mut self,
+        slot: usize,
+        meta: SnapshotMeta,
+        truncate_from: Option<LogIndex>,
+    ) -> Result<(), String> {
+        let last = meta.last_index as usize;
+        let Some(expected) = self.committed_digest(meta.last_index) else {
+            return Err(format!(
+                "snapshot safety: node {} persisted a snapshot up to {}, beyond the {} entries known committed",
+                slot + 1,
+                meta.last_index,
+                self.committed.len()
+            ));
+        };
+        let committed_term = self.committed.get(last.wrapping_sub(1)).map(|e| e.term);
+        if last > 0 && committed_term != Some(meta.last_term) {
+            return Err(format!(
+                "snapshot safety: node {} persisted a snapshot ending at ({}, term {}), but the committed entry there has term {:?}",
+                slot + 1,
+                meta.last_index,
+                meta.last_term,
+                committed_term
+            ));
+        }
+        let watch = &mut self.nodes[slot];
+        let matches = watch.chain.get(last.wrapping_sub(1)) == Some(&expected);
+        let keeps_suffix = truncate_from.is_none_or(|cut| cut as usize > watch.chain.len());
+        if !matches && watch.chain.len() > last && keeps_suffix {
+            return Err(format!(
+                "snapshot safety: node {} kept log entries after a snapshot up to {} that its log did not match",
+                slot + 1,
+                meta.last_index
+            ));
+        }
+        if watch.chain.len() < last {
+            watch.chain.resize(last, 0);
+        }
+        watch.chain[..last].copy_from_slice(&self.committed_digests[..last]);
+        Ok(())
+    }
+
     /// Records that node `slot` applied `entry`.
     pub fn on_apply(&mut self, slot: usize, entry: &Entry) {
         self.checks += 1;
@@ -176,7 +292,7 @@ impl Checker {
                 self.fail(msg);
             }
             Some(_) => {}
-            None => self.committed.push(entry.clone()),
+            None => self.push_committed(entry.clone()),
         }
     }
 
@@ -216,7 +332,7 @@ impl Checker {
                     return;
                 }
                 Some(_) => {}
-                None if position == self.committed.len() => self.committed.push(entry.clone()),
+                None if position == self.committed.len() => self.push_committed(entry.clone()),
                 None => {} // a gap can only follow a snapshot install; applies fill it in order
             }
         }

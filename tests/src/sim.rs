@@ -6,17 +6,17 @@
 //! [`Sim::trace_digest`] summarizes.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use raft_core::rng::SplitMix64;
 use raft_core::{
-    Action, Config, DurableState, Entry, LogIndex, Message, NodeId, PersistUpdate, RaftNode, Role,
-    Term,
+    Action, CompactError, Config, DurableState, Entry, LogIndex, Message, NodeId, PersistUpdate,
+    RaftNode, ReadError, ReadId, Role, Snapshot, Term,
 };
 use tracing::debug;
 
-use crate::invariants::Checker;
+use crate::invariants::{entry_hash, Checker};
 use crate::network::{NetConfig, NetStats, Topology};
 
 /// Simulated milliseconds.
@@ -54,6 +54,15 @@ pub struct SimConfig {
     pub crash_during_write: f64,
     /// Delay before a node crashed by `crash_during_write` restarts.
     pub restart_after_ms: (Millis, Millis),
+    /// Each node's service snapshots its state and compacts the log whenever it applies an
+    /// index that is a multiple of this (the labs snapshot every 10 entries); `None` never.
+    pub snapshot_every: Option<LogIndex>,
+    /// Extra bytes in every snapshot, to make snapshots span many chunks.
+    pub snapshot_padding: usize,
+    /// InstallSnapshot chunk size handed to the nodes.
+    pub snapshot_chunk_bytes: usize,
+    /// Bytes of entries in flight per follower handed to the nodes.
+    pub max_inflight_bytes: usize,
 }
 
 impl SimConfig {
@@ -74,8 +83,72 @@ impl SimConfig {
             check_quorum: true,
             crash_during_write: 0.0,
             restart_after_ms: (50, 500),
+            snapshot_every: None,
+            snapshot_padding: 0,
+            snapshot_chunk_bytes: 16 * 1024,
+            max_inflight_bytes: 1 << 20,
         }
     }
+}
+
+/// The toy state machine every simulated service runs: the digest of the entries applied so
+/// far (the same hash chain the checker computes over the committed log). Its snapshots carry
+/// the applied index and digest, plus padding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ToyState {
+    /// Last index applied (or covered by the snapshot restored).
+    pub applied: LogIndex,
+    /// Digest of the state.
+    pub digest: u64,
+}
+
+impl ToyState {
+    fn apply(&mut self, entry: &Entry) {
+        self.applied = entry.index;
+        self.digest = entry_hash(self.digest, entry);
+    }
+
+    /// Encodes the state as snapshot bytes, followed by `padding` filler bytes.
+    pub fn encode(&self, padding: usize) -> Vec<u8> {
+        let mut data = Vec::with_capacity(16 + padding);
+        data.extend_from_slice(&self.applied.to_le_bytes());
+        data.extend_from_slice(&self.digest.to_le_bytes());
+        data.extend((0..padding).map(|i| (i % 251) as u8));
+        data
+    }
+
+    /// Decodes snapshot bytes made by [`encode`](Self::encode).
+    pub fn decode(data: &[u8]) -> Option<Self> {
+        let applied = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
+        let digest = u64::from_le_bytes(data.get(8..16)?.try_into().ok()?);
+        Some(Self { applied, digest })
+    }
+}
+
+/// How a read requested with [`Sim::read`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Not answered yet (or the node crashed first).
+    Pending,
+    /// Served: the state read had applied up to `state_index`.
+    Served {
+        /// The read index the node released the read at.
+        read_index: LogIndex,
+        /// The last index applied by the state machine the read observed.
+        state_index: LogIndex,
+    },
+    /// Refused by the node.
+    Failed(ReadError),
+}
+
+/// A read requested with [`Sim::read`].
+#[derive(Clone, Debug)]
+struct ReadRecord {
+    slot: usize,
+    incarnation: u64,
+    /// Entries known committed when the read was requested: the read must observe them all.
+    required: LogIndex,
+    outcome: ReadOutcome,
 }
 
 #[derive(Debug)]
@@ -120,9 +193,11 @@ struct Slot {
     queue: VecDeque<Action>,
     /// A write in progress; later actions wait for it.
     writing: Option<PersistUpdate>,
-    /// Every entry this machine ever applied, by index (kept across crashes, like the labs'
-    /// `logs[i]`): the toy state machine.
+    /// Every entry this machine ever applied (or received in a snapshot), by index, kept across
+    /// crashes like the labs' `logs[i]`: what `n_committed` counts.
     applied: Vec<Option<Entry>>,
+    /// The service's state machine (volatile: rebuilt from the snapshot at a restart).
+    state: ToyState,
 }
 
 /// Something worth telling a human, recorded when narration is on.
@@ -178,6 +253,11 @@ pub struct Sim {
     next_state_log: Millis,
     /// Events processed at the current simulated instant (livelock guard).
     events_this_instant: u64,
+    /// Reads requested with [`Sim::read`], by id.
+    reads: BTreeMap<ReadId, ReadRecord>,
+    next_read_id: ReadId,
+    /// Extra delay on every message to or from each node (a slow link).
+    node_delay_ms: Vec<Millis>,
 }
 
 /// Events at one simulated instant beyond which the run is declared livelocked: nodes that keep
@@ -209,6 +289,7 @@ impl Sim {
                     queue: VecDeque::new(),
                     writing: None,
                     applied: Vec::new(),
+                    state: ToyState::default(),
                 })
                 .collect(),
             topology: Topology::full(n),
@@ -225,6 +306,9 @@ impl Sim {
             failure: None,
             next_state_log: 0,
             events_this_instant: 0,
+            reads: BTreeMap::new(),
+            next_read_id: 1,
+            node_delay_ms: vec![0; n],
             config,
         };
         for slot in 0..n {
@@ -281,6 +365,43 @@ impl Sim {
             .applied
             .get(index as usize)
             .and_then(Option::as_ref)
+    }
+
+    /// The state machine of `slot`'s service.
+    pub fn state(&self, slot: usize) -> ToyState {
+        self.slots[slot].state
+    }
+
+    /// Size in bytes of `slot`'s persisted Raft state (hard state and log, not the snapshot),
+    /// as `raft_storage` counts it: what the labs' `RaftStateSize()` measures.
+    pub fn raft_state_size(&self, slot: usize) -> u64 {
+        let disk = &self.slots[slot].disk;
+        raft_storage::size::hard_state_size(&disk.hard_state)
+            + disk
+                .entries
+                .iter()
+                .map(raft_storage::size::entry_size)
+                .sum::<u64>()
+    }
+
+    /// The labs' `LogSize()`: the largest persisted Raft state of any node.
+    pub fn log_size(&self) -> u64 {
+        (0..self.len())
+            .map(|slot| self.raft_state_size(slot))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Encoded bytes of the messages on their way to `slot` (scheduled, not yet delivered).
+    pub fn bytes_in_flight_to(&self, slot: usize) -> u64 {
+        let to = slot as NodeId + 1;
+        self.events
+            .iter()
+            .filter_map(|Reverse(event)| match &event.kind {
+                EventKind::Deliver { message } if message.to == to => Some(encoded_len(message)),
+                _ => None,
+            })
+            .sum()
     }
 
     /// Traffic counters.
@@ -358,6 +479,11 @@ impl Sim {
         self.net.long_reordering = on;
     }
 
+    /// Adds `extra` milliseconds to the delivery of every message to or from `slot`.
+    pub fn set_node_delay(&mut self, slot: usize, extra: Millis) {
+        self.node_delay_ms[slot] = extra;
+    }
+
     /// Cuts `slot` off from every other node.
     pub fn disconnect(&mut self, slot: usize) {
         debug!(t = self.now, node = slot + 1, "disconnect");
@@ -391,6 +517,7 @@ impl Sim {
         s.incarnation += 1;
         s.queue.clear();
         s.writing = None;
+        s.state = ToyState::default();
         self.checker.on_crash(slot);
     }
 
@@ -414,6 +541,8 @@ impl Sim {
         config.max_inflight_appends = c.max_inflight;
         config.pre_vote = c.pre_vote;
         config.check_quorum = c.check_quorum;
+        config.snapshot_chunk_bytes = c.snapshot_chunk_bytes;
+        config.max_inflight_bytes = c.max_inflight_bytes;
         config.seed = self.rng.next_u64();
         let s = &mut self.slots[slot];
         s.incarnation += 1;
@@ -424,7 +553,12 @@ impl Sim {
                 return;
             }
         }
+        // The service restores its state machine from the stored snapshot, as a real one does.
+        s.state = ToyState::default();
         let incarnation = s.incarnation;
+        if let Some(snapshot) = self.slots[slot].disk.snapshot.clone() {
+            self.restore_state(slot, &snapshot);
+        }
         // Nodes tick out of phase with each other.
         let phase = self.rng.range(0, self.config.tick_ms.max(1));
         self.schedule(phase, EventKind::Tick { slot, incarnation });
@@ -437,7 +571,118 @@ impl Sim {
         }
     }
 
+    /// Replaces `slot`'s state machine with a snapshot's, after checking it against the
+    /// committed log.
+    fn restore_state(&mut self, slot: usize, snapshot: &Snapshot) {
+        let Some(state) = ToyState::decode(&snapshot.data) else {
+            self.fail(format!("node {} got a snapshot it cannot decode", slot + 1));
+            return;
+        };
+        if state.applied != snapshot.meta.last_index {
+            let message = format!(
+                "node {}: snapshot labelled up to {} holds the state at {}",
+                slot + 1,
+                snapshot.meta.last_index,
+                state.applied
+            );
+            self.fail(message);
+            return;
+        }
+        self.checker
+            .on_install_snapshot(slot, state.applied, state.digest);
+        let s = &mut self.slots[slot];
+        s.state = state;
+        let upto = state.applied as usize;
+        if s.applied.len() <= upto {
+            s.applied.resize(upto + 1, None);
+        }
+        let committed = self.checker.committed();
+        for (k, entry) in committed.iter().take(upto).enumerate() {
+            s.applied[k + 1] = Some(entry.clone());
+        }
+    }
+
     // ----- Driving the nodes -----
+
+    /// Asks `slot` for a linearizable read (ReadIndex); returns the read's id, whose outcome
+    /// [`read_outcome`](Self::read_outcome) tells. The read must observe every entry known
+    /// committed now; the simulator fails the run if a node serves it from an older state.
+    pub fn read(&mut self, slot: usize) -> ReadId {
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        let record = ReadRecord {
+            slot,
+            incarnation: self.slots[slot].incarnation,
+            required: self.checker.committed().len() as LogIndex,
+            outcome: ReadOutcome::Pending,
+        };
+        self.reads.insert(id, record);
+        if let Some(node) = self.slots[slot].node.as_mut() {
+            node.read_index(id);
+            self.pump(slot);
+        }
+        id
+    }
+
+    /// How the read `id` ended so far.
+    pub fn read_outcome(&self, id: ReadId) -> ReadOutcome {
+        self.reads
+            .get(&id)
+            .map_or(ReadOutcome::Pending, |r| r.outcome.clone())
+    }
+
+    /// Number of reads served so far.
+    pub fn reads_served(&self) -> usize {
+        self.reads
+            .values()
+            .filter(|r| matches!(r.outcome, ReadOutcome::Served { .. }))
+            .count()
+    }
+
+    /// A node released read `id` at `read_index`: check it against the state it would read.
+    fn serve_read(&mut self, slot: usize, id: ReadId, result: Result<LogIndex, ReadError>) {
+        let state_index = self.slots[slot].state.applied;
+        let incarnation = self.slots[slot].incarnation;
+        let Some(record) = self.reads.get_mut(&id) else {
+            self.fail(format!("node {} released unknown read {id}", slot + 1));
+            return;
+        };
+        if record.slot != slot || record.incarnation != incarnation {
+            let message = format!("node {} released read {id} it was never asked", slot + 1);
+            self.fail(message);
+            return;
+        }
+        if record.outcome != ReadOutcome::Pending {
+            let message = format!("node {} released read {id} twice", slot + 1);
+            self.fail(message);
+            return;
+        }
+        let read_index = match result {
+            Ok(index) => index,
+            Err(error) => {
+                record.outcome = ReadOutcome::Failed(error);
+                return;
+            }
+        };
+        record.outcome = ReadOutcome::Served {
+            read_index,
+            state_index,
+        };
+        let required = record.required;
+        if state_index < read_index {
+            let message = format!(
+                "node {} released read {id} at index {read_index} with only {state_index} applied",
+                slot + 1
+            );
+            self.fail(message);
+        } else if state_index < required {
+            let message = format!(
+                "linearizability: node {} served read {id} from the state at index {state_index}, but index {required} was committed before the read began",
+                slot + 1
+            );
+            self.fail(message);
+        }
+    }
 
     /// Proposes `command` at `slot` if it runs and leads; returns its index and term.
     pub fn propose(&mut self, slot: usize, command: Vec<u8>) -> Option<(LogIndex, Term)> {
@@ -599,6 +844,9 @@ impl Sim {
             match action {
                 Action::Send(message) => self.send(message),
                 Action::Apply(entries) => self.apply(slot, entries),
+                Action::InstallSnapshot(snapshot) => self.restore_state(slot, &snapshot),
+                Action::ReadReady { id, index } => self.serve_read(slot, id, Ok(index)),
+                Action::ReadFailed { id, error } => self.serve_read(slot, id, Err(error)),
                 Action::Persist(update) => {
                     let (lo, hi) = self.config.disk_latency_ms;
                     let latency = self.rng.range(lo, hi + 1);
@@ -651,14 +899,51 @@ impl Sim {
         let before = self.checker.committed().len();
         for entry in entries {
             self.checker.on_apply(slot, &entry);
-            let applied = &mut self.slots[slot].applied;
-            let index = entry.index as usize;
-            if applied.len() <= index {
-                applied.resize(index + 1, None);
+            let s = &mut self.slots[slot];
+            s.state.apply(&entry);
+            let index = entry.index;
+            let position = index as usize;
+            if s.applied.len() <= position {
+                s.applied.resize(position + 1, None);
             }
-            applied[index] = Some(entry);
+            s.applied[position] = Some(entry);
+            // The state machine must equal the committed log applied from the start.
+            if self.checker.committed_digest(index) != Some(self.slots[slot].state.digest) {
+                let message = format!(
+                    "state machine of node {} differs from the committed log after applying {index}",
+                    slot + 1
+                );
+                self.fail(message);
+                return;
+            }
+            if let Some(every) = self.config.snapshot_every {
+                if index % every == 0 {
+                    self.take_snapshot(slot);
+                }
+            }
         }
         self.note_commits(before);
+    }
+
+    /// The service snapshots its state and asks its node to compact the log, as the labs'
+    /// tester does from its applier.
+    fn take_snapshot(&mut self, slot: usize) {
+        let padding = self.config.snapshot_padding;
+        let s = &mut self.slots[slot];
+        let state = s.state;
+        let Some(node) = s.node.as_mut() else {
+            return;
+        };
+        match node.compact(state.applied, state.encode(padding)) {
+            // The node got ahead of its service: it installed a newer snapshot from the leader
+            // while this service was still applying older entries. Nothing to do.
+            Ok(()) | Err(CompactError::AlreadyCompacted { .. }) => {}
+            Err(err) => self.fail(format!(
+                "node {} refused to compact at applied index {}: {err}",
+                slot + 1,
+                state.applied
+            )),
+        }
     }
 
     /// Records a `Note::Committed` if the committed prefix grew beyond `before` entries.
@@ -674,17 +959,16 @@ impl Sim {
 
     fn send(&mut self, message: Message) {
         self.stats.messages_sent += 1;
-        let size =
-            postcard::serialize_with_flavor(&message, postcard::ser_flavors::Size::default())
-                .unwrap_or(0);
-        self.stats.bytes_sent += size as u64;
+        self.stats.bytes_sent += encoded_len(&message);
         let (Some(from), Some(to)) = (self.slot_of(message.from), self.slot_of(message.to)) else {
             return;
         };
         if !self.topology.link_ok(from, to) {
             return;
         }
+        let extra = self.node_delay_ms[from] + self.node_delay_ms[to];
         for delay in self.net.delays(&mut self.rng, message.is_request()) {
+            let delay = delay + extra;
             let message = message.clone();
             self.schedule(delay, EventKind::Deliver { message });
         }
@@ -725,4 +1009,11 @@ impl Sim {
             })
             .collect()
     }
+}
+
+/// Encoded size of a message, as a transport would frame it.
+fn encoded_len(message: &Message) -> u64 {
+    // Counting into the size flavor cannot fail for these plain types; 0 would only under-count.
+    postcard::serialize_with_flavor(message, postcard::ser_flavors::Size::default()).unwrap_or(0)
+        as u64
 }

@@ -1,6 +1,6 @@
 //! Randomized fault schedules beyond the lab scenarios: arbitrary partitions, crashes (losing
 //! writes in progress), restarts, a lossy network with duplication and long reordering, varied
-//! cluster sizes and batching limits. Safety is checked at every step; at the end the network
+//! cluster sizes, batching limits and snapshot settings. Safety is checked at every step; at the end the network
 //! calms down and the cluster must elect a leader within 5 s and commit within 10 s, keeping
 //! every value it acknowledged.
 
@@ -22,6 +22,10 @@ fn chaos(seed: u64) -> Outcome {
     // the real vote.
     config.pre_vote = picker.chance(0.5);
     config.check_quorum = picker.chance(0.5);
+    // Log compaction on most seeds, with snapshots of one to many chunks.
+    config.snapshot_every = [None, Some(3), Some(10), Some(40)][picker.range(0, 4) as usize];
+    config.snapshot_padding = [0, 3000][picker.range(0, 2) as usize];
+    config.snapshot_chunk_bytes = [100, 16 * 1024][picker.range(0, 2) as usize];
     let mut sim = Sim::new(config);
     let mut acknowledged: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut proposed: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -119,6 +123,9 @@ fn crash_during_writes(seed: u64) -> Outcome {
     config.pre_vote = picker.chance(0.5);
     config.check_quorum = picker.chance(0.5);
     config.max_append_bytes = [1, 64 * 1024][picker.range(0, 2) as usize];
+    // Snapshots too: a crash may hit a snapshot write (taken here or installed from a leader).
+    config.snapshot_every = [None, Some(7), Some(25)][picker.range(0, 3) as usize];
+    config.snapshot_chunk_bytes = 8;
     let mut sim = Sim::new(config);
     let mut next = 0u64;
     for _ in 0..300 {
