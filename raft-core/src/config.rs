@@ -43,6 +43,18 @@ pub struct Config {
     /// ticks steps down, and a follower that heard from its leader within
     /// `election_timeout_min` ticks ignores requests to vote in a later term (the leader's lease).
     pub check_quorum: bool,
+    /// Lease reads (Raft thesis §6.4.1): a leader serves a read without a confirmation round
+    /// while its lease holds, that is for `election_timeout_min` ticks (minus a margin for clock
+    /// drift, see [`Config::lease_ticks`]) after a heartbeat round a majority acknowledged.
+    ///
+    /// **Clock assumption**: every node's tick runs at the same rate within that margin. The
+    /// lease rests on check-quorum's rule that a follower which heard from its leader within
+    /// `election_timeout_min` ticks does not vote in a later term, and on a restarted node
+    /// granting no vote for its first `election_timeout_min` ticks; a node whose clock runs fast
+    /// enough to break the margin can make a deposed leader serve a stale read. Requires
+    /// `check_quorum`. Off by default: without it, reads always take a confirmation round, which
+    /// relies on no clock at all.
+    pub lease_reads: bool,
     /// Seed of the node's random number generator (election timeouts). Two nodes with the same
     /// seed and id behave identically given the same inputs.
     pub seed: u64,
@@ -65,8 +77,17 @@ impl Config {
             snapshot_chunk_bytes: 1 << 20,
             pre_vote: true,
             check_quorum: true,
+            lease_reads: false,
             seed: id,
         }
+    }
+
+    /// How long a leader's read lease lasts after the heartbeat round that established it, in
+    /// ticks: `election_timeout_min` minus a margin of two ticks and a tenth (tick phase and
+    /// clock drift between nodes).
+    pub fn lease_ticks(&self) -> u32 {
+        self.election_timeout_min
+            .saturating_sub(2 + self.election_timeout_min / 10)
     }
 
     /// Checks the configuration for mistakes that would make the protocol misbehave.
@@ -100,6 +121,9 @@ impl Config {
         }
         if self.snapshot_chunk_bytes == 0 {
             return Err(ConfigError::ZeroSnapshotChunk);
+        }
+        if self.lease_reads && !self.check_quorum {
+            return Err(ConfigError::LeaseWithoutCheckQuorum);
         }
         Ok(())
     }

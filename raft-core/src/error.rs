@@ -35,6 +35,9 @@ pub enum ConfigError {
     /// replicated.
     #[error("max_inflight_appends and max_inflight_bytes must be at least 1")]
     ZeroInflight,
+    /// Lease reads rely on check-quorum's leader lease.
+    #[error("lease_reads requires check_quorum")]
+    LeaseWithoutCheckQuorum,
     /// `snapshot_chunk_bytes` is zero, so no snapshot could ever be sent.
     #[error("snapshot_chunk_bytes must be at least 1")]
     ZeroSnapshotChunk,

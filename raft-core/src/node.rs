@@ -113,6 +113,13 @@ pub struct RaftNode {
     incoming_snapshot: Option<Snapshot>,
     /// ReadIndex reads in progress.
     reads: ReadTracker,
+    /// Ticks since this node started (its local clock).
+    ticks: u64,
+    /// Leader, lease reads: heartbeat rounds sent and not yet confirmed, with the tick each was
+    /// sent at.
+    lease_rounds: std::collections::VecDeque<(u64, u64)>,
+    /// Leader, lease reads: the lease holds while `ticks` is below this.
+    lease_until: u64,
 
     actions: Vec<Action>,
 }
@@ -176,6 +183,9 @@ impl RaftNode {
             snapshot: state.snapshot.clone(),
             incoming_snapshot: None,
             reads: ReadTracker::default(),
+            ticks: 0,
+            lease_rounds: std::collections::VecDeque::new(),
+            lease_until: 0,
             actions: Vec::new(),
         };
         node.reset_election_timer();
@@ -282,6 +292,7 @@ impl RaftNode {
     /// Advances logical time by one tick: followers and candidates count toward their election
     /// timeout, leaders toward their next heartbeat and check-quorum.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         for id in self.reads.tick_forwarded() {
             self.push(Action::ReadFailed {
                 id,
@@ -404,7 +415,16 @@ impl RaftNode {
     /// emits [`Action::ReadFailed`].
     pub fn read_index(&mut self, id: ReadId) {
         match self.role {
-            RoleState::Leader { .. } => self.reads.queue(PendingRead { id, from: None }),
+            RoleState::Leader { .. } => {
+                let committed_in_term = self.log.term(self.commit_index) == Some(self.term);
+                if self.config.lease_reads && committed_in_term && self.ticks < self.lease_until {
+                    trace!(node = self.config.id, id, "read served under the lease");
+                    self.reads.push_ready(id, self.commit_index);
+                    self.release_ready_reads();
+                } else {
+                    self.reads.queue(PendingRead { id, from: None });
+                }
+            }
             RoleState::Follower => match self.leader_id {
                 Some(leader) => {
                     self.reads.forward(id, self.config.election_timeout_max);
@@ -459,6 +479,15 @@ impl RaftNode {
                 debug!(
                     node = self.config.id,
                     from, "vote request ignored during leader lease"
+                );
+                return;
+            }
+            if vote_request && self.config.lease_reads && self.ticks < self.lease_quiet_ticks() {
+                // Restarted: this node may have acknowledged a leader whose read lease still
+                // holds, and forgot it. It votes only once any such lease has expired.
+                debug!(
+                    node = self.config.id,
+                    from, "vote request ignored just after a restart (lease reads)"
                 );
                 return;
             }
@@ -702,6 +731,11 @@ impl RaftNode {
         self.reset_election_timer();
     }
 
+    /// Ticks after a start during which a node grants no vote when lease reads are on.
+    fn lease_quiet_ticks(&self) -> u64 {
+        u64::from(self.config.election_timeout_min)
+    }
+
     /// Whether this node heard from a live leader recently enough to refuse to replace it.
     fn in_leader_lease(&self) -> bool {
         match self.role {
@@ -794,6 +828,8 @@ impl RaftNode {
             .collect();
         self.role = RoleState::Leader { progress };
         self.leader_id = Some(self.config.id);
+        self.lease_rounds.clear();
+        self.lease_until = 0;
         self.heartbeat_elapsed = 0;
         self.check_quorum_elapsed = 0;
         self.failed_elections = 0;
@@ -1200,6 +1236,17 @@ impl RaftNode {
     }
 
     fn broadcast_heartbeat(&mut self) {
+        if self.config.lease_reads {
+            // Every heartbeat is a round: once a majority echoes it, the lease extends from the
+            // time it was sent.
+            let seq = self.reads.bump();
+            self.lease_rounds.push_back((seq, self.ticks));
+            let keep =
+                (self.config.election_timeout_max / self.config.heartbeat_interval) as usize + 2;
+            while self.lease_rounds.len() > keep {
+                self.lease_rounds.pop_front();
+            }
+        }
         for i in 0..self.peers.len() {
             let follower = self.peers[i];
             let RoleState::Leader { progress } = &mut self.role else {
@@ -1467,6 +1514,14 @@ impl RaftNode {
         let mut acked: Vec<u64> = progress.values().map(|p| p.read_seq_acked).collect();
         acked.push(self.reads.seq());
         let quorum_seq = quorum::committed_index(&mut acked);
+        while let Some(&(seq, sent_at)) = self.lease_rounds.front() {
+            if seq > quorum_seq {
+                break;
+            }
+            self.lease_rounds.pop_front();
+            let until = sent_at + u64::from(self.config.lease_ticks());
+            self.lease_until = self.lease_until.max(until);
+        }
         for (read, index) in self.reads.confirm(quorum_seq) {
             match read.from {
                 None => self.reads.push_ready(read.id, index),

@@ -50,6 +50,12 @@ impl ReadTracker {
         self.seq
     }
 
+    /// Starts a round without reads (a lease-renewing heartbeat); returns its number.
+    pub fn bump(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
     /// Queues a read for the next round.
     pub fn queue(&mut self, read: PendingRead) {
         self.unconfirmed.push(read);

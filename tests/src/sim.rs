@@ -48,6 +48,8 @@ pub struct SimConfig {
     pub pre_vote: bool,
     /// Check-quorum, handed to the nodes.
     pub check_quorum: bool,
+    /// Lease reads, handed to the nodes (requires `check_quorum`).
+    pub lease_reads: bool,
     /// Probability that a node crashes *while* a write it started is still in progress (at a
     /// random moment before the write completes), to be restarted `restart_after_ms` later. This
     /// aims faults at the window where the ordering contract matters.
@@ -81,6 +83,7 @@ impl SimConfig {
             net: NetConfig::reliable(),
             pre_vote: true,
             check_quorum: true,
+            lease_reads: false,
             crash_during_write: 0.0,
             restart_after_ms: (50, 500),
             snapshot_every: None,
@@ -541,6 +544,7 @@ impl Sim {
         config.max_inflight_appends = c.max_inflight;
         config.pre_vote = c.pre_vote;
         config.check_quorum = c.check_quorum;
+        config.lease_reads = c.lease_reads;
         config.snapshot_chunk_bytes = c.snapshot_chunk_bytes;
         config.max_inflight_bytes = c.max_inflight_bytes;
         config.seed = self.rng.next_u64();
