@@ -19,6 +19,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE = "raft-core/src/node.rs"
 PROGRESS = "raft-core/src/progress.rs"
+READ = "raft-core/src/read.rs"
 
 # (name, file, original text, mutated text)
 MUTANTS = [
@@ -50,8 +51,35 @@ MUTANTS = [
      "                if pr.is_stale_rejection(prev_log_index) {\n                    return;\n                }",
      "                let _ = conflict_index;\n                pr.become_probe(prev_log_index);\n                if true {\n                    self.send_append(follower);\n                    return;\n                }"),
     ("lost appends never retransmitted", PROGRESS,
-     "if !self.inflight.is_empty() && !heard {",
-     "if false && !heard {"),
+     "if self.inflight.is_empty() || heard {",
+     "if true {"),
+    ("byte bound on appends in flight ignored", PROGRESS,
+     "self.inflight.len() >= max_inflight || self.inflight_bytes >= max_inflight_bytes",
+     "self.inflight.len() >= max_inflight"),
+    ("ReadIndex served without the heartbeat round", NODE,
+     "let quorum_seq = quorum::committed_index(&mut acked);",
+     "let quorum_seq = self.reads.seq();"),
+    ("reads confirmed before the leader commits in its term", NODE,
+     "        if self.log.term(self.commit_index) != Some(self.term) {\n            return;\n        }\n        let Some(seq) = self.reads.start_round(self.commit_index) else {",
+     "        let Some(seq) = self.reads.start_round(self.commit_index) else {"),
+    ("forwarded read released before the follower applies the read index", READ,
+     ".partition(|&(_, index)| index <= applied);",
+     ".partition(|_| true);"),
+    ("restarted node votes while a lease it backed may hold", NODE,
+     "if vote_request && self.config.lease_reads && self.ticks < self.lease_quiet_ticks() {",
+     "if vote_request && self.config.lease_reads && self.ticks < 1 {"),
+    ("stale snapshot installed", NODE,
+     "        if last_index <= self.commit_index {\n            // Stale or duplicated",
+     "        if last_index < self.log.snapshot_index() {\n            // Stale or duplicated"),
+    ("log suffix kept after a conflicting snapshot", NODE,
+     "let keep_suffix = self.log.term(meta.last_index) == Some(meta.last_term);",
+     "let keep_suffix = true;"),
+    ("snapshot chunk offsets not checked", NODE,
+     "        if offset != expected {\n            let result = SnapshotResult::Continue {",
+     "        if false {\n            let result = SnapshotResult::Continue {"),
+    ("snapshot acknowledged before it is durable", NODE,
+     "        if let Some(snapshot) = self.incoming_snapshot.take() {\n            self.install_snapshot(snapshot);\n        }\n        // Listed after the persist: the snapshot is durable before the leader counts it.\n        let result = SnapshotResult::Installed;\n        self.send(\n            leader,\n            MessageBody::InstallSnapshotResponse { last_index, result },\n        );",
+     "        let result = SnapshotResult::Installed;\n        self.send(\n            leader,\n            MessageBody::InstallSnapshotResponse { last_index, result },\n        );\n        if let Some(snapshot) = self.incoming_snapshot.take() {\n            self.install_snapshot(snapshot);\n        }"),
 ]
 
 
