@@ -142,8 +142,9 @@ impl PersistUpdate {
 
     /// Checks that the update fits a stored log whose snapshot ends at `stored_snapshot` and
     /// whose last index is `stored_last`: a newer snapshot, no truncation into the snapshot, and
-    /// entries that continue the log.
-    pub(crate) fn check_continues(
+    /// entries that continue the log. [`crate::DurableState::apply`] and every
+    /// [`crate::Persister`] refuse an update that does not fit, changing nothing.
+    pub fn check_continues(
         &self,
         stored_snapshot: LogIndex,
         stored_last: LogIndex,

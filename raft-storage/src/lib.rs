@@ -5,7 +5,7 @@
 //! | feature | backend | durable across a machine crash |
 //! |---|---|---|
 //! | `memory` (default) | [`MemoryPersister`] | no: for tests, benches and the embedded demo |
-//! | `rocksdb` | not built yet (tracked in the project's issues) | — |
+//! | `rocksdb` | [`RocksDbPersister`] | yes: every persist is fsynced (group commit) |
 //!
 //! Every backend implements the semantics of [`raft_core::DurableState::apply`], and reports
 //! [`raft_core::Persister::raft_state_size`] as described in [`size`].
@@ -30,6 +30,12 @@
 #[cfg(feature = "memory")]
 mod memory;
 pub mod size;
+pub mod workload;
+
+#[cfg(feature = "rocksdb")]
+pub mod rocks;
 
 #[cfg(feature = "memory")]
 pub use memory::{MemoryError, MemoryPersister};
+#[cfg(feature = "rocksdb")]
+pub use rocks::{RocksDbPersister, RocksError, StorageIdentity, WriteStats};

@@ -1,0 +1,132 @@
+//! Errors of the RocksDB backend. Every error that concerns a data directory names it.
+
+use std::path::PathBuf;
+
+use raft_core::UpdateError;
+
+use super::layout::StorageIdentity;
+
+/// Why the RocksDB backend could not open a data directory, read it, or persist an update.
+#[derive(Debug, thiserror::Error)]
+pub enum RocksError {
+    /// `open` was given a directory that does not exist (use `create` for a new node).
+    #[error("data directory {path} does not exist (create it with RocksDbPersister::create)")]
+    Missing {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The path exists but is not a directory.
+    #[error("{path} is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The directory exists but holds no Raft data (no RocksDB database, or no identity
+    /// record): refusing to treat it as an empty log.
+    #[error("{path} is not a Raft data directory: {reason}")]
+    NotADataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// `create` was given a directory that already holds a database.
+    #[error("{path} already holds a database; open it instead of creating a new one")]
+    AlreadyInitialized {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Another process (or another persister in this one) has the directory open.
+    #[error("data directory {path} is locked by another process: {message}")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// RocksDB's description.
+        message: String,
+    },
+    /// The directory belongs to another node or cluster.
+    #[error("data directory {path} belongs to cluster {} node {}, not cluster {} node {}", found.cluster_id, found.node_id, expected.cluster_id, expected.node_id)]
+    WrongIdentity {
+        /// The directory.
+        path: PathBuf,
+        /// The identity asked for.
+        expected: StorageIdentity,
+        /// The identity stored.
+        found: StorageIdentity,
+    },
+    /// The directory was written by an incompatible version of this layout.
+    #[error(
+        "data directory {path} has layout version {found}, this build reads version {supported}"
+    )]
+    UnsupportedFormat {
+        /// The directory.
+        path: PathBuf,
+        /// The stored version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The stored data is damaged or inconsistent.
+    #[error("data directory {path} is corrupt: {what}")]
+    Corrupt {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// RocksDB failed.
+    #[error("RocksDB error in {path}: {source}")]
+    Db {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// The update does not fit the stored state (a gap, a stale snapshot, a truncation into the
+    /// snapshot); nothing was written.
+    #[error("refused update: {0}")]
+    Update(#[from] UpdateError),
+    /// An earlier write failed (for instance its fsync): what is on disk is unknown, so this
+    /// persister accepts no more writes. Reopen the directory to continue from what is durable.
+    #[error("an earlier write to {path} failed ({cause}); reopen the data directory")]
+    Poisoned {
+        /// The directory.
+        path: PathBuf,
+        /// The first failure.
+        cause: String,
+    },
+    /// The persister was shut down.
+    #[error("the persister for {path} is shut down")]
+    Closed {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+impl RocksError {
+    /// Classifies a RocksDB error raised while opening `path`.
+    pub(crate) fn from_open(path: &std::path::Path, error: rocksdb::Error) -> Self {
+        let message = error.to_string();
+        let path = path.to_path_buf();
+        match error.kind() {
+            rocksdb::ErrorKind::IOError if message.to_lowercase().contains("lock") => {
+                RocksError::Locked { path, message }
+            }
+            rocksdb::ErrorKind::Corruption => RocksError::Corrupt {
+                path,
+                what: message,
+            },
+            rocksdb::ErrorKind::InvalidArgument if message.contains("Column famil") => {
+                RocksError::NotADataDir {
+                    path,
+                    reason: format!("unexpected column families ({message})"),
+                }
+            }
+            _ => RocksError::Db {
+                path,
+                source: error,
+            },
+        }
+    }
+}

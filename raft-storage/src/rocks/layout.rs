@@ -1,0 +1,130 @@
+//! How Raft state is laid out in RocksDB.
+//!
+//! Three column families, so that each has the access pattern RocksDB handles best:
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `meta` | `identity`, `hard_state`, `snapshot` | postcard records below |
+//! | `entries` | log index, 8 bytes big-endian | postcard [`Entry`] |
+//! | `snapshot` | snapshot last index (8 bytes BE) ++ chunk number (4 bytes BE) | chunk bytes |
+//!
+//! Big-endian keys sort in index order, so a log suffix (truncation) or prefix (compaction), and
+//! the chunks of older snapshots, are each one contiguous key range, removed with one range
+//! delete. The `snapshot` record in `meta` is written in the same atomic batch as the new
+//! snapshot's chunks and the deletion of the old ones, so after a crash the record and the
+//! chunks it names always belong together.
+
+use raft_core::{Entry, HardState, LogIndex, NodeId, SnapshotMeta};
+use serde::{Deserialize, Serialize};
+
+/// Column family of the small records.
+pub const CF_META: &str = "meta";
+/// Column family of the log entries.
+pub const CF_ENTRIES: &str = "entries";
+/// Column family of the snapshot chunks.
+pub const CF_SNAPSHOT: &str = "snapshot";
+/// Every column family the layout uses.
+pub const COLUMN_FAMILIES: [&str; 3] = [CF_META, CF_ENTRIES, CF_SNAPSHOT];
+
+/// Key of the identity record in `meta`.
+pub const KEY_IDENTITY: &[u8] = b"identity";
+/// Key of the hard state in `meta`.
+pub const KEY_HARD_STATE: &[u8] = b"hard_state";
+/// Key of the snapshot record in `meta`.
+pub const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// Version of this layout, stored in the identity record.
+pub const FORMAT_VERSION: u32 = 1;
+/// Size of the pieces a snapshot is stored in.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Which node of which cluster a data directory belongs to. Opening a directory with another
+/// identity is refused, so a node never starts from another node's (or cluster's) log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StorageIdentity {
+    /// The cluster the directory belongs to, chosen when the cluster is created.
+    pub cluster_id: u64,
+    /// The node the directory belongs to.
+    pub node_id: NodeId,
+}
+
+/// The identity record: format version and owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format: u32,
+    /// The owner.
+    pub identity: StorageIdentity,
+}
+
+/// The snapshot record: which snapshot the chunks hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The log prefix the snapshot replaces.
+    pub meta: SnapshotMeta,
+    /// Total size of the snapshot's bytes.
+    pub len: u64,
+    /// Number of chunks (`len` split in [`SNAPSHOT_CHUNK_BYTES`] pieces).
+    pub chunks: u32,
+}
+
+/// Key of entry `index` in `entries`.
+pub fn entry_key(index: LogIndex) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// A key after every entry key (entry keys are 8 bytes; this is 9 bytes of 0xFF), the end of
+/// the range delete that truncates a suffix.
+pub const ENTRIES_END: [u8; 9] = [0xFF; 9];
+
+/// Key of chunk `chunk` of the snapshot ending at `last_index`, in `snapshot`.
+pub fn chunk_key(last_index: LogIndex, chunk: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&last_index.to_be_bytes());
+    key[8..].copy_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// Decodes an entry key.
+pub fn decode_entry_key(key: &[u8]) -> Option<LogIndex> {
+    Some(LogIndex::from_be_bytes(key.try_into().ok()?))
+}
+
+/// Encodes a record.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs into a growable buffer cannot fail.
+    postcard::to_allocvec(value).unwrap_or_default()
+}
+
+/// Decodes a record, or `None` if the bytes are not one.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    postcard::from_bytes(bytes).ok()
+}
+
+/// Encodes the hard state record.
+pub fn encode_hard_state(hard_state: &HardState) -> Vec<u8> {
+    encode(hard_state)
+}
+
+/// Encodes an entry value.
+pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+    encode(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_in_index_order() {
+        let mut keys: Vec<[u8; 8]> = [300u64, 1, 256, 255, u64::MAX - 1]
+            .iter()
+            .map(|&i| entry_key(i))
+            .collect();
+        keys.sort();
+        let order: Vec<u64> = keys.iter().filter_map(|k| decode_entry_key(k)).collect();
+        assert_eq!(order, [1, 255, 256, 300, u64::MAX - 1]);
+        assert!(entry_key(u64::MAX)[..] < ENTRIES_END[..]);
+        assert!(chunk_key(9, u32::MAX) < chunk_key(10, 0));
+    }
+}
