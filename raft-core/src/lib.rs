@@ -15,6 +15,13 @@
 //! [`Persister`] and [`Transport`] traits describe what durable storage and the network must
 //! guarantee; implementations live in `raft-storage` and `raft-transport-quic`.
 //!
+//! Beyond the inputs above, the service can [`compact`](RaftNode::compact) the log into a
+//! snapshot of its state (the node sends it in chunks to followers that fall behind and hands a
+//! received one back in [`Action::InstallSnapshot`]), and ask for linearizable reads without
+//! writing to the log with [`read_index`](RaftNode::read_index) (answered by
+//! [`Action::ReadReady`] once the state machine is recent enough). `docs/divergences.md` in the
+//! repository lists every place the protocol goes beyond the Raft paper's Figure 2.
+//!
 //! ## Example: three nodes driven by hand
 //!
 //! ```
