@@ -510,7 +510,16 @@ impl RaftNode {
                         from,
                         "higher term seen; becoming follower"
                     );
-                    self.become_follower(message.term, leader);
+                    if leader.is_none() && matches!(self.role, RoleState::Follower) {
+                        // A follower adopts a candidate's (or a stale answer's) higher term but
+                        // keeps its election timer running: Raft resets it only on hearing from
+                        // the leader or granting a vote. Otherwise a candidate that cannot win
+                        // (its log is behind) would hold back, election after election, the
+                        // nodes that could.
+                        self.adopt_term(message.term);
+                    } else {
+                        self.become_follower(message.term, leader);
+                    }
                 }
             }
         } else if message.term < self.term {
@@ -711,6 +720,15 @@ impl RaftNode {
             .min(MAX_BACKOFF_SHIFT);
         let timeout = self.rng.range(min, min + (spread << shift));
         self.election_timeout = u32::try_from(timeout).unwrap_or(u32::MAX);
+    }
+
+    /// A follower moves to a later term, with no vote and no known leader yet.
+    fn adopt_term(&mut self, term: Term) {
+        self.flush_unpersisted();
+        self.term = term;
+        self.voted_for = None;
+        self.leader_id = None;
+        self.persist_hard_state();
     }
 
     fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {

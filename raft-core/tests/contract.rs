@@ -627,3 +627,41 @@ fn leader_without_a_quorum_steps_down() {
     assert_eq!(node.role(), Role::Follower);
     assert_eq!(node.term(), 1);
 }
+
+/// A candidate that cannot win (its log is behind) raises the follower's term, but must not
+/// restart the follower's election timer: otherwise it could hold back, election after
+/// election, the nodes that could win (found by the chaos soak at seeds 3843 and 3906 of
+/// 20,000).
+#[test]
+fn a_refused_candidate_does_not_restart_the_followers_election_timer() {
+    let mut node = follower_with(vec![entry(1, 1), entry(2, 1), entry(3, 2)], 2);
+    for _ in 0..6 {
+        node.tick();
+    }
+    node.step(Message {
+        from: 3,
+        to: 2,
+        term: 5,
+        body: MessageBody::VoteRequest {
+            last_log_index: 1,
+            last_log_term: 1,
+        },
+    });
+    let actions = node.take_actions();
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Send(Message {
+            body: MessageBody::VoteResponse { granted: false },
+            ..
+        })
+    )));
+    assert_eq!(node.term(), 5);
+    for _ in 0..4 {
+        node.tick();
+    }
+    assert_eq!(
+        node.role(),
+        Role::Candidate,
+        "the election timer kept running through the refused vote"
+    );
+}

@@ -1,0 +1,184 @@
+//! Framing: every frame is a 4-byte big-endian length followed by that many bytes of postcard.
+//!
+//! Frames longer than the configured maximum are refused before anything is allocated for
+//! them, so a peer cannot make a node buffer an arbitrary amount.
+
+use raft_core::{Message, NodeId};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Bytes of the length prefix.
+pub const HEADER_BYTES: usize = 4;
+
+/// What travels on a peer stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    /// First frame of every stream: who is sending. It must match the connection's certificate.
+    Hello {
+        /// The sender's node id.
+        node_id: NodeId,
+    },
+    /// A Raft message.
+    Message(Message),
+}
+
+/// A frame that cannot be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The frame's length exceeds the limit.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame")]
+    Truncated,
+    /// The bytes are not a valid value (unknown message type, bad field).
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// Reading or writing the stream failed.
+    #[error("stream error: {0}")]
+    Stream(String),
+}
+
+/// Encodes `value` as one frame of at most `max` payload bytes.
+pub fn encode<T: Serialize>(value: &T, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut frame = postcard::to_extend(value, vec![0u8; HEADER_BYTES])
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let len = frame.len() - HEADER_BYTES;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    // len <= max, and max is a frame limit far below 4 GiB; a larger one is clamped below.
+    let prefix = u32::try_from(len).map_err(|_| FrameError::TooLarge { len, max })?;
+    frame[..HEADER_BYTES].copy_from_slice(&prefix.to_be_bytes());
+    Ok(frame)
+}
+
+/// Decodes one frame from the start of `bytes`: the value and the bytes it used.
+/// `Err(Truncated)` means more bytes are needed.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<(T, usize), FrameError> {
+    let header: [u8; HEADER_BYTES] = bytes
+        .get(..HEADER_BYTES)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(FrameError::Truncated)?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let payload = bytes
+        .get(HEADER_BYTES..HEADER_BYTES + len)
+        .ok_or(FrameError::Truncated)?;
+    let value = decode_payload(payload)?;
+    Ok((value, HEADER_BYTES + len))
+}
+
+/// Decodes a frame's payload, which must be exactly one value.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    let (value, rest) =
+        postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed(format!(
+            "{} bytes after the value",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// Reads one frame from a QUIC stream. `Ok(None)` when the stream ended cleanly between
+/// frames.
+pub async fn read<T: DeserializeOwned>(
+    stream: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Option<T>, FrameError> {
+    let mut header = [0u8; HEADER_BYTES];
+    match stream.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(FrameError::Truncated),
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(FrameError::Stream(e.to_string())),
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut payload = vec![0u8; len];
+    match stream.read_exact(&mut payload).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(FrameError::Truncated),
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(FrameError::Stream(e.to_string())),
+    }
+    decode_payload(&payload).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use raft_core::MessageBody;
+
+    fn heartbeat() -> PeerFrame {
+        PeerFrame::Message(Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::VoteResponse { granted: true },
+        })
+    }
+
+    #[test]
+    fn round_trip_and_limits() {
+        let frame = encode(&heartbeat(), 1024).unwrap();
+        let (value, used): (PeerFrame, usize) = decode(&frame, 1024).unwrap();
+        assert_eq!((value, used), (heartbeat(), frame.len()));
+        assert!(matches!(
+            encode(&heartbeat(), 2),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode::<PeerFrame>(&frame, 2),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(
+            decode::<PeerFrame>(&frame[..frame.len() - 1], 1024),
+            Err(FrameError::Truncated)
+        );
+        // An unknown message type.
+        assert!(matches!(
+            decode::<PeerFrame>(&[0, 0, 0, 1, 0x7F], 1024),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        /// Arbitrary bytes never make the decoder panic, and it never claims more bytes than
+        /// it was given.
+        #[test]
+        fn decoder_survives_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok((_, used)) = decode::<PeerFrame>(&bytes, 256) {
+                prop_assert!(used <= bytes.len());
+            }
+        }
+
+        /// A valid frame with its bytes flipped or cut never panics the decoder either.
+        #[test]
+        fn decoder_survives_damaged_frames(
+            term in any::<u64>(),
+            flip in any::<usize>(),
+            mask in 1u8..,
+            cut in any::<usize>(),
+        ) {
+            let mut frame = encode(&PeerFrame::Message(Message {
+                from: 1, to: 2, term,
+                body: MessageBody::PreVoteRequest { last_log_index: term / 3, last_log_term: term / 7 },
+            }), 1024).unwrap();
+            let k = flip % frame.len();
+            frame[k] ^= mask;
+            frame.truncate(cut % (frame.len() + 1));
+            let _ = decode::<PeerFrame>(&frame, 1024);
+        }
+    }
+}

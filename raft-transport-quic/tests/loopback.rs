@@ -1,0 +1,347 @@
+//! Loopback tests with real QUIC endpoints: delivery, reconnection, authentication, bad input,
+//! a peer that stops reading, client requests and draining shutdown.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft_core::{Message, MessageBody, NodeId, Transport};
+use raft_transport_quic::frame::{self, PeerFrame};
+use raft_transport_quic::pki::{peer_name, ClusterCa, NodeTls};
+use raft_transport_quic::{tls, QuicConfig, QuicNode, RequestHandler, RpcClient, TransportError};
+
+fn free_addr() -> SocketAddr {
+    // Bind port 0 to let the OS pick a free port, then release it for the node to take.
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a probe socket");
+    socket.local_addr().expect("probe address")
+}
+
+fn message(from: NodeId, to: NodeId, term: u64) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body: MessageBody::VoteResponse { granted: true },
+    }
+}
+
+fn big_message(from: NodeId, to: NodeId, bytes: usize) -> Message {
+    Message {
+        from,
+        to,
+        term: 1,
+        body: MessageBody::InstallSnapshotRequest {
+            meta: raft_core::SnapshotMeta {
+                last_index: 10,
+                last_term: 1,
+            },
+            offset: 0,
+            data: vec![7; bytes],
+            done: false,
+        },
+    }
+}
+
+struct Cluster {
+    ca: ClusterCa,
+    addrs: HashMap<NodeId, SocketAddr>,
+}
+
+impl Cluster {
+    fn new(ids: &[NodeId]) -> Self {
+        Self {
+            ca: ClusterCa::generate("test").unwrap(),
+            addrs: ids.iter().map(|&id| (id, free_addr())).collect(),
+        }
+    }
+
+    fn config(&self, id: NodeId) -> QuicConfig {
+        let peers = self
+            .addrs
+            .iter()
+            .filter(|(&peer, _)| peer != id)
+            .map(|(&peer, &addr)| (peer, addr))
+            .collect();
+        let mut config =
+            QuicConfig::new(id, self.addrs[&id], peers, self.ca.issue_node(id).unwrap());
+        config.backoff = (Duration::from_millis(20), Duration::from_millis(200));
+        config
+    }
+
+    async fn start(&self, id: NodeId) -> QuicNode {
+        QuicNode::bind(self.config(id), None).await.unwrap()
+    }
+}
+
+/// The next message within `timeout`, if any.
+async fn recv_within(node: &QuicNode, timeout: Duration) -> Option<Message> {
+    tokio::time::timeout(timeout, node.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Sends `message` every 50 ms until `to` receives something (up to 10 s); returns it.
+async fn deliver(from: &QuicNode, to: &QuicNode, message: Message) -> Message {
+    for _ in 0..200 {
+        let _ = from.send(message.clone());
+        if let Some(got) = recv_within(to, Duration::from_millis(50)).await {
+            return got;
+        }
+    }
+    panic!("message {message:?} never delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_both_ways() {
+    let cluster = Cluster::new(&[1, 2, 3]);
+    let nodes = [
+        cluster.start(1).await,
+        cluster.start(2).await,
+        cluster.start(3).await,
+    ];
+    for from in 1..=3u64 {
+        for to in 1..=3u64 {
+            if from == to {
+                continue;
+            }
+            let (sender, receiver) = (&nodes[from as usize - 1], &nodes[to as usize - 1]);
+            let got = deliver(sender, receiver, message(from, to, 7)).await;
+            assert_eq!((got.from, got.to, got.term), (from, to, 7));
+            // Drain the retries of this delivery.
+            while recv_within(receiver, Duration::from_millis(100))
+                .await
+                .is_some()
+            {}
+        }
+    }
+    // Large messages travel too (on the bulk stream), next to small ones.
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    for _ in 0..4 {
+        n1.send(big_message(1, 2, 1 << 20)).unwrap();
+    }
+    n1.send(message(1, 2, 99)).unwrap();
+    let (mut got_small, mut got_big) = (false, 0);
+    while !(got_small && got_big == 4) {
+        let m = recv_within(n2, Duration::from_secs(10))
+            .await
+            .expect("delivery");
+        match m.body {
+            MessageBody::InstallSnapshotRequest { data, .. } => {
+                assert_eq!(data.len(), 1 << 20);
+                got_big += 1;
+            }
+            _ => got_small = true,
+        }
+    }
+    for node in &nodes {
+        node.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_a_peer_restarts_on_the_same_address() {
+    let cluster = Cluster::new(&[1, 2]);
+    let n1 = cluster.start(1).await;
+    let n2 = cluster.start(2).await;
+    deliver(&n1, &n2, message(1, 2, 1)).await;
+    n2.shutdown(Duration::from_millis(100)).await;
+    drop(n2);
+    // Meanwhile node 1 keeps sending into the void.
+    for _ in 0..20 {
+        let _ = n1.send(message(1, 2, 2));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let n2 = cluster.start(2).await;
+    let got = deliver(&n1, &n2, message(1, 2, 3)).await;
+    assert_eq!(got.from, 1);
+    n1.shutdown(Duration::from_secs(1)).await;
+    n2.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_certificate_from_another_ca_is_refused() {
+    let cluster = Cluster::new(&[1, 2, 3]);
+    let n1 = cluster.start(1).await;
+    let n3 = cluster.start(3).await;
+    // An impostor claims to be node 2, with a certificate from its own CA.
+    let other = ClusterCa::generate("other").unwrap();
+    let mut config = cluster.config(2);
+    config.tls = other.issue_node(2).unwrap();
+    let impostor = QuicNode::bind(config, None).await.unwrap();
+    for _ in 0..20 {
+        let _ = impostor.send(message(2, 1, 5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Node 1 got nothing from it, but still hears from node 3.
+    let got = deliver(&n3, &n1, message(3, 1, 6)).await;
+    assert_eq!(got.from, 3, "only node 3's messages may arrive");
+    while let Some(m) = recv_within(&n1, Duration::from_millis(300)).await {
+        assert_eq!(m.from, 3, "a message from the impostor arrived");
+    }
+    // And node 1 does not talk to the impostor as node 2: nothing arrives there either.
+    for _ in 0..10 {
+        let _ = n1.send(message(1, 2, 7));
+    }
+    assert!(recv_within(&impostor, Duration::from_millis(500))
+        .await
+        .is_none());
+    for node in [n1, n3, impostor] {
+        node.shutdown(Duration::from_millis(200)).await;
+    }
+}
+
+/// A raw peer connection to `addr` presenting `tls` (a real cluster certificate).
+async fn raw_peer(tls: &NodeTls, addr: SocketAddr, target: NodeId) -> quinn::Connection {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(tls::peer_client_config(tls).unwrap());
+    endpoint
+        .connect(addr, &peer_name(target))
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_oversized_and_forged_frames_are_dropped_and_the_node_keeps_serving() {
+    let cluster = Cluster::new(&[1, 2, 3]);
+    let n1 = cluster.start(1).await;
+    let n3 = cluster.start(3).await;
+    let node2_tls = cluster.ca.issue_node(2).unwrap();
+    let max = 16 << 20;
+    let hello = |id| frame::encode(&PeerFrame::Hello { node_id: id }, max).unwrap();
+    let framed = |m| frame::encode(&PeerFrame::Message(m), max).unwrap();
+    let attacks: Vec<Vec<Vec<u8>>> = vec![
+        // Garbage instead of a hello.
+        vec![vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5]],
+        // A length prefix far beyond the limit.
+        vec![hello(2), vec![0xff, 0xff, 0xff, 0xff, 0]],
+        // A truncated frame.
+        vec![hello(2), vec![0, 0, 1, 0, 1, 2]],
+        // An unknown message type.
+        vec![hello(2), vec![0, 0, 0, 2, 9, 9]],
+        // A hello claiming node 3 over node 2's certificate.
+        vec![hello(3), framed(message(3, 1, 1))],
+        // A message claiming to come from node 3 on node 2's stream.
+        vec![hello(2), framed(message(3, 1, 1))],
+        // A message for another node.
+        vec![hello(2), framed(message(2, 3, 1))],
+    ];
+    for attack in attacks {
+        let connection = raw_peer(&node2_tls, cluster.addrs[&1], 1).await;
+        let mut stream = connection.open_uni().await.unwrap();
+        for bytes in attack {
+            let _ = stream.write_all(&bytes).await;
+        }
+        let _ = stream.finish();
+        assert!(
+            recv_within(&n1, Duration::from_millis(300)).await.is_none(),
+            "an attack frame was delivered"
+        );
+        connection.close(0u32.into(), b"done");
+    }
+    // A well-behaved raw peer still gets through, and node 3 too.
+    let connection = raw_peer(&node2_tls, cluster.addrs[&1], 1).await;
+    let mut stream = connection.open_uni().await.unwrap();
+    stream.write_all(&hello(2)).await.unwrap();
+    stream.write_all(&framed(message(2, 1, 42))).await.unwrap();
+    let got = recv_within(&n1, Duration::from_secs(5))
+        .await
+        .expect("valid frame delivered");
+    assert_eq!((got.from, got.term), (2, 42));
+    deliver(&n3, &n1, message(3, 1, 43)).await;
+    n1.shutdown(Duration::from_millis(200)).await;
+    n3.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_costs_bounded_memory() {
+    let cluster = Cluster::new(&[1, 2]);
+    let mut config = cluster.config(1);
+    config.peer_queue_bytes = 4 << 20;
+    config.peer_queue_messages = 64;
+    let n1 = QuicNode::bind(config, None).await.unwrap();
+    // Node 2's address is taken by an endpoint with node 2's certificate that accepts
+    // connections and streams but never reads them.
+    let server = tls::server_config(&cluster.ca.issue_node(2).unwrap()).unwrap();
+    let silent = quinn::Endpoint::server(server, cluster.addrs[&2]).unwrap();
+    let accept = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(incoming) = silent.accept().await {
+            if let Ok(connection) = incoming.await {
+                while let Ok(stream) = connection.accept_uni().await {
+                    held.push(stream); // never read
+                }
+            }
+        }
+    });
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for k in 0..2_000 {
+        match n1.send(big_message(1, 2, 64 * 1024)) {
+            Ok(()) => accepted += 1,
+            Err(TransportError::QueueFull(2)) => refused += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+        if k % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // 2000 x 64 KiB = 125 MiB offered; the queue holds 4 MiB and QUIC's flow-control window
+    // a few more, after which sends are refused.
+    assert!(refused > 0, "nothing was refused");
+    assert!(
+        accepted * 64 * 1024 < 32 << 20,
+        "{accepted} messages of 64 KiB accepted: the queue is not bounded"
+    );
+    n1.shutdown(Duration::from_millis(200)).await;
+    accept.abort();
+}
+
+struct Echo;
+
+#[async_trait::async_trait]
+impl RequestHandler for Echo {
+    async fn handle(&self, mut request: Vec<u8>) -> Vec<u8> {
+        request.reverse();
+        request
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_call_nodes_and_verify_them_against_the_ca() {
+    let cluster = Cluster::new(&[1]);
+    let node = QuicNode::bind(cluster.config(1), Some(Arc::new(Echo)))
+        .await
+        .unwrap();
+    let client = RpcClient::new(cluster.ca.cert_der()).unwrap();
+    for k in 0..20u8 {
+        let reply = client.call(cluster.addrs[&1], vec![1, 2, k]).await.unwrap();
+        assert_eq!(reply, vec![k, 2, 1]);
+    }
+    // A client trusting another CA refuses the node.
+    let other = ClusterCa::generate("other").unwrap();
+    let stranger = RpcClient::new(other.cert_der()).unwrap();
+    assert!(stranger.call(cluster.addrs[&1], vec![1]).await.is_err());
+    node.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_queued_messages() {
+    let cluster = Cluster::new(&[1, 2]);
+    let n1 = cluster.start(1).await;
+    let n2 = cluster.start(2).await;
+    deliver(&n1, &n2, message(1, 2, 0)).await;
+    while recv_within(&n2, Duration::from_millis(100)).await.is_some() {}
+    for term in 1..=200 {
+        n1.send(message(1, 2, term)).unwrap();
+    }
+    n1.shutdown(Duration::from_secs(5)).await;
+    let mut terms = Vec::new();
+    while let Some(m) = recv_within(&n2, Duration::from_millis(500)).await {
+        terms.push(m.term);
+    }
+    terms.sort_unstable();
+    assert_eq!(terms, (1..=200).collect::<Vec<_>>());
+    n2.shutdown(Duration::from_millis(200)).await;
+}
