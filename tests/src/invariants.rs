@@ -3,7 +3,10 @@
 //! - **Election safety**: at most one leader per term.
 //! - **Log matching**: two durable logs holding an entry with the same index and term hold the
 //!   same entries up to it (checked with a hash chain over each durable log).
-//! - **Leader completeness**: a new leader's log holds every entry committed so far.
+//! - **Leader completeness**: a new leader's log holds every entry committed in an earlier term.
+//!   (A leader of an *older* term can still be elected after a later term committed something:
+//!   votes cast before the voters moved on may arrive late. It can never commit, and owes
+//!   nothing to later terms.)
 //! - **State machine safety**: every node applies the same entry at each index, and each node
 //!   applies indexes strictly consecutively.
 //! - **Commit monotonicity**: a live node's commit index never decreases.
@@ -44,6 +47,9 @@ pub struct Checker {
     /// `committed_digests[k-1]`: digest of the state after applying committed entries 1..=k
     /// (the hash chain over them, which is also what the durable-log chains hold).
     committed_digests: Vec<u64>,
+    /// `committed_in[k-1]`: a term by which entry k is known to have been committed (the lowest
+    /// current term of any node seen applying it or declaring it committed).
+    committed_in: Vec<Term>,
     /// Chain hash of every durable (index, term) seen on any node.
     chains: HashMap<(LogIndex, Term), u64>,
     violation: Option<String>,
@@ -69,6 +75,7 @@ impl Checker {
             leaders: BTreeMap::new(),
             committed: Vec::new(),
             committed_digests: Vec::new(),
+            committed_in: Vec::new(),
             chains: HashMap::new(),
             violation: None,
             checks: 0,
@@ -95,11 +102,19 @@ impl Checker {
         }
     }
 
-    /// Appends a newly committed entry to the committed log.
-    fn push_committed(&mut self, entry: Entry) {
+    /// Appends a newly committed entry to the committed log, seen by a node in term `term`.
+    fn push_committed(&mut self, entry: Entry, term: Term) {
         let previous = self.committed_digests.last().copied().unwrap_or(0);
         self.committed_digests.push(entry_hash(previous, &entry));
         self.committed.push(entry);
+        self.committed_in.push(term);
+    }
+
+    /// A node in term `term` saw committed entry at `position`: the entry was committed by then.
+    fn seen_committed(&mut self, position: usize, term: Term) {
+        if let Some(bound) = self.committed_in.get_mut(position) {
+            *bound = (*bound).min(term);
+        }
     }
 
     /// Checks that a snapshot of the state after applying entries up to `index` with digest
@@ -264,8 +279,8 @@ impl Checker {
         Ok(())
     }
 
-    /// Records that node `slot` applied `entry`.
-    pub fn on_apply(&mut self, slot: usize, entry: &Entry) {
+    /// Records that node `slot`, in term `term`, applied `entry`.
+    pub fn on_apply(&mut self, slot: usize, entry: &Entry, term: Term) {
         self.checks += 1;
         let watch = &mut self.nodes[slot];
         if entry.index != watch.last_applied + 1 {
@@ -291,8 +306,8 @@ impl Checker {
                 );
                 self.fail(msg);
             }
-            Some(_) => {}
-            None => self.push_committed(entry.clone()),
+            Some(_) => self.seen_committed(position, term),
+            None => self.push_committed(entry.clone(), term),
         }
     }
 
@@ -313,6 +328,7 @@ impl Checker {
         }
         let previously = watch.commit_seen;
         watch.commit_seen = commit;
+        let term = node.term();
         // Whatever a node declares committed is committed: record it (or compare it with what
         // was recorded), so a wrong declaration is caught even before anyone applies it.
         for index in (previously + 1)..=commit {
@@ -331,15 +347,16 @@ impl Checker {
                     self.fail(msg);
                     return;
                 }
-                Some(_) => {}
-                None if position == self.committed.len() => self.push_committed(entry.clone()),
+                Some(_) => self.seen_committed(position, term),
+                None if position == self.committed.len() => {
+                    self.push_committed(entry.clone(), term)
+                }
                 None => {} // a gap can only follow a snapshot install; applies fill it in order
             }
         }
         if node.role() != Role::Leader {
             return;
         }
-        let term = node.term();
         match self.leaders.get(&term) {
             Some(&leader) if leader == slot => {}
             Some(&leader) => {
@@ -360,8 +377,8 @@ impl Checker {
 
     fn check_leader_completeness(&mut self, slot: usize, node: &RaftNode) {
         let log = node.log();
-        for committed in &self.committed {
-            if committed.index <= log.snapshot_index() {
+        for (committed, &by_term) in self.committed.iter().zip(&self.committed_in) {
+            if committed.index <= log.snapshot_index() || by_term >= node.term() {
                 continue;
             }
             if log.entry(committed.index) != Some(committed) {

@@ -901,8 +901,9 @@ impl Sim {
 
     fn apply(&mut self, slot: usize, entries: Vec<Entry>) {
         let before = self.checker.committed().len();
+        let term = self.slots[slot].node.as_ref().map_or(0, |n| n.term());
         for entry in entries {
-            self.checker.on_apply(slot, &entry);
+            self.checker.on_apply(slot, &entry, term);
             let s = &mut self.slots[slot];
             s.state.apply(&entry);
             let index = entry.index;
