@@ -47,8 +47,7 @@ impl MemoryPersister {
 
     /// A store holding `state`, as if it had been persisted earlier.
     pub fn with_state(state: DurableState) -> Self {
-        let size =
-            hard_state_size(&state.hard_state) + state.entries.iter().map(entry_size).sum::<u64>();
+        let size = crate::size::of_state(&state);
         Self {
             stored: Mutex::new(Stored { state, size }),
         }

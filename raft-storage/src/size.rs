@@ -6,7 +6,7 @@
 //! compare `RaftStateSize()`. Backends report this logical size, not their on-disk footprint
 //! (which includes their own framing and compaction lag).
 
-use raft_core::{Entry, HardState};
+use raft_core::{DurableState, Entry, HardState};
 
 /// Encoded size of one value, in bytes.
 fn encoded_len<T: serde::Serialize>(value: &T) -> u64 {
@@ -24,4 +24,9 @@ pub fn hard_state_size(hard_state: &HardState) -> u64 {
 /// Encoded size of a log entry.
 pub fn entry_size(entry: &Entry) -> u64 {
     encoded_len(entry)
+}
+
+/// `raft_state_size()` of a whole stored state: its hard state and entries.
+pub fn of_state(state: &DurableState) -> u64 {
+    hard_state_size(&state.hard_state) + state.entries.iter().map(entry_size).sum::<u64>()
 }

@@ -86,8 +86,7 @@ fn snapshot(last_index: u64, last_term: u64, len: usize) -> Snapshot {
 }
 
 fn recomputed_size(state: &DurableState) -> u64 {
-    size::hard_state_size(&state.hard_state)
-        + state.entries.iter().map(size::entry_size).sum::<u64>()
+    size::of_state(state)
 }
 
 /// Persists `updates` one by one, checking the stored state against the model after each.

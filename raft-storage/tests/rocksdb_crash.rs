@@ -89,12 +89,7 @@ fn sigkill_mid_workload_keeps_every_durable_update_and_nothing_half_written() {
         // And the writer's view of the directory matches it.
         assert_eq!(
             disk.raft_state_size(),
-            raft_storage::size::hard_state_size(&loaded.hard_state)
-                + loaded
-                    .entries
-                    .iter()
-                    .map(raft_storage::size::entry_size)
-                    .sum::<u64>()
+            raft_storage::size::of_state(&loaded)
         );
     }
 }

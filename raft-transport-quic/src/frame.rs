@@ -94,24 +94,51 @@ pub async fn read<T: DeserializeOwned>(
     stream: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<Option<T>, FrameError> {
+    match read_payload(stream, max).await? {
+        Some(payload) => decode_payload(&payload).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads one frame's payload bytes from a QUIC stream, refusing (before allocating) a length
+/// over `max`. `Ok(None)` when the stream ended cleanly between frames.
+pub async fn read_payload(
+    stream: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Option<Vec<u8>>, FrameError> {
     let mut header = [0u8; HEADER_BYTES];
     match stream.read_exact(&mut header).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(FrameError::Truncated),
-        Err(quinn::ReadExactError::ReadError(e)) => return Err(FrameError::Stream(e.to_string())),
+        Err(e) => return Err(read_error(e)),
     }
     let len = u32::from_be_bytes(header) as usize;
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
     let mut payload = vec![0u8; len];
-    match stream.read_exact(&mut payload).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(FrameError::Truncated),
-        Err(quinn::ReadExactError::ReadError(e)) => return Err(FrameError::Stream(e.to_string())),
+    stream.read_exact(&mut payload).await.map_err(read_error)?;
+    Ok(Some(payload))
+}
+
+fn read_error(error: quinn::ReadExactError) -> FrameError {
+    match error {
+        quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
+        quinn::ReadExactError::ReadError(e) => FrameError::Stream(e.to_string()),
     }
-    decode_payload(&payload).map(Some)
+}
+
+/// Frames raw payload bytes (no postcard encoding), refusing more than `max`.
+pub fn frame_bytes(payload: &[u8], max: usize) -> Result<Vec<u8>, FrameError> {
+    let len = payload.len();
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let prefix = u32::try_from(len).map_err(|_| FrameError::TooLarge { len, max })?;
+    let mut frame = Vec::with_capacity(HEADER_BYTES + len);
+    frame.extend_from_slice(&prefix.to_be_bytes());
+    frame.extend_from_slice(payload);
+    Ok(frame)
 }
 
 #[cfg(test)]

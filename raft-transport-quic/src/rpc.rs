@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
 use crate::error::{RpcError, TransportError};
-use crate::frame::{FrameError, HEADER_BYTES};
+use crate::frame::{self, frame_bytes, read_payload};
 use crate::pki::SERVER_NAME;
 use crate::tls;
 
@@ -30,7 +30,7 @@ pub(crate) async fn serve(
     while let Ok((mut send, mut recv)) = connection.accept_bi().await {
         let handler = Arc::clone(&handler);
         tokio::spawn(async move {
-            let request = match read_bytes(&mut recv, max).await {
+            let request = match read_payload(&mut recv, max).await {
                 Ok(Some(request)) => request,
                 Ok(None) => return,
                 Err(e) => {
@@ -40,7 +40,7 @@ pub(crate) async fn serve(
                 }
             };
             let response = handler.handle(request).await;
-            match with_header(response, max) {
+            match frame_bytes(&response, max) {
                 Ok(frame) => {
                     if send.write_all(&frame).await.is_ok() {
                         let _ = send.finish();
@@ -54,41 +54,6 @@ pub(crate) async fn serve(
         });
     }
     debug!(remote = %connection.remote_address(), "client connection closed");
-}
-
-fn with_header(payload: Vec<u8>, max: usize) -> Result<Vec<u8>, FrameError> {
-    let len = payload.len();
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    let prefix = u32::try_from(len).map_err(|_| FrameError::TooLarge { len, max })?;
-    let mut frame = Vec::with_capacity(HEADER_BYTES + len);
-    frame.extend_from_slice(&prefix.to_be_bytes());
-    frame.extend_from_slice(&payload);
-    Ok(frame)
-}
-
-async fn read_bytes(
-    recv: &mut quinn::RecvStream,
-    max: usize,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut header = [0u8; HEADER_BYTES];
-    match recv.read_exact(&mut header).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(FrameError::Truncated),
-        Err(quinn::ReadExactError::ReadError(e)) => return Err(FrameError::Stream(e.to_string())),
-    }
-    let len = u32::from_be_bytes(header) as usize;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    let mut payload = vec![0u8; len];
-    recv.read_exact(&mut payload).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
-        quinn::ReadExactError::ReadError(e) => FrameError::Stream(e.to_string()),
-    })?;
-    Ok(Some(payload))
 }
 
 /// A client of the cluster: sends requests to nodes, verifying each node's certificate against
@@ -154,12 +119,12 @@ impl RpcClient {
             .open_bi()
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let frame = with_header(request, self.max_frame_bytes)?;
+        let frame = frame_bytes(&request, self.max_frame_bytes)?;
         send.write_all(&frame)
             .await
             .map_err(|e| failed(e.to_string()))?;
         send.finish().map_err(|e| failed(e.to_string()))?;
-        match read_bytes(&mut recv, self.max_frame_bytes).await? {
+        match frame::read_payload(&mut recv, self.max_frame_bytes).await? {
             Some(response) => Ok(response),
             None => Err(failed("stream closed without a response".into())),
         }

@@ -378,13 +378,7 @@ impl Sim {
     /// Size in bytes of `slot`'s persisted Raft state (hard state and log, not the snapshot),
     /// as `raft_storage` counts it: what the labs' `RaftStateSize()` measures.
     pub fn raft_state_size(&self, slot: usize) -> u64 {
-        let disk = &self.slots[slot].disk;
-        raft_storage::size::hard_state_size(&disk.hard_state)
-            + disk
-                .entries
-                .iter()
-                .map(raft_storage::size::entry_size)
-                .sum::<u64>()
+        raft_storage::size::of_state(&self.slots[slot].disk)
     }
 
     /// The labs' `LogSize()`: the largest persisted Raft state of any node.
