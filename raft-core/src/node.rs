@@ -312,6 +312,9 @@ impl RaftNode {
             }
         } else {
             self.election_elapsed += 1;
+            if self.election_elapsed % self.config.heartbeat_interval == 0 {
+                self.resend_vote_requests();
+            }
             if self.election_elapsed >= self.election_timeout {
                 self.failed_elections = self.failed_elections.saturating_add(1);
                 if self.config.pre_vote {
@@ -778,10 +781,33 @@ impl RaftNode {
         self.request_votes(self.term + 1, true);
     }
 
-    /// Asks every peer for its vote (or pre-vote) in `term`, describing our last log entry.
+    /// A (pre-)candidate asks again, every heartbeat interval, the peers that have not answered
+    /// yet: a lost request or answer then costs a heartbeat interval instead of a whole election
+    /// timeout (and, with pre-vote, a second round). Asking twice is harmless: a voter grants
+    /// the same candidate again in the same term.
+    fn resend_vote_requests(&mut self) {
+        let (term, pre_vote) = match &self.role {
+            RoleState::PreCandidate(_) => (self.term + 1, true),
+            RoleState::Candidate(_) => (self.term, false),
+            RoleState::Follower | RoleState::Leader { .. } => return,
+        };
+        self.request_votes(term, pre_vote);
+    }
+
+    /// Asks every peer that has not answered yet for its vote (or pre-vote) in `term`,
+    /// describing our last log entry.
     fn request_votes(&mut self, term: Term, pre_vote: bool) {
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         for i in 0..self.peers.len() {
+            let answered = match &self.role {
+                RoleState::PreCandidate(tally) | RoleState::Candidate(tally) => {
+                    tally.has_answered(self.peers[i])
+                }
+                RoleState::Follower | RoleState::Leader { .. } => false,
+            };
+            if answered {
+                continue;
+            }
             let body = if pre_vote {
                 MessageBody::PreVoteRequest {
                     last_log_index,

@@ -53,6 +53,11 @@ impl VoteTally {
         }
     }
 
+    /// Whether `voter` has answered (either way).
+    pub fn has_answered(&self, voter: crate::types::NodeId) -> bool {
+        self.granted.contains(&voter) || self.rejected.contains(&voter)
+    }
+
     /// Records `voter`'s answer (a repeated answer counts once) and says where the election
     /// stands among `voters` voters.
     pub fn record(
