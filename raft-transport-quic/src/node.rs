@@ -100,6 +100,8 @@ pub struct QuicNode {
     peer_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     inbound: Mutex<mpsc::Receiver<Message>>,
     accept_task: tokio::task::JoinHandle<()>,
+    /// Set by `shutdown`: `send` refuses from then on.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for QuicNode {
@@ -164,6 +166,7 @@ impl QuicNode {
             peer_tasks: std::sync::Mutex::new(tasks),
             inbound: Mutex::new(inbound_rx),
             accept_task,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -180,6 +183,8 @@ impl QuicNode {
     /// Stops sending new messages, waits (up to `drain`) until the messages already queued are
     /// written and acknowledged by the peers' QUIC stacks, then closes the endpoint.
     pub async fn shutdown(&self, drain: Duration) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         // Dropping the senders closes the queues; each peer task writes what is left, finishes
         // its streams and ends.
         lock(&self.peers).clear();
@@ -215,15 +220,14 @@ impl Transport for QuicNode {
     type Error = TransportError;
 
     fn send(&self, message: Message) -> Result<(), TransportError> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(TransportError::Shutdown);
+        }
         let to = message.to;
         let frame = frame::encode(&PeerFrame::Message(message), self.max_frame_bytes)?;
         let peers = lock(&self.peers);
         let Some(peer) = peers.get(&to) else {
-            return Err(if peers.is_empty() {
-                TransportError::Shutdown
-            } else {
-                TransportError::UnknownPeer(to)
-            });
+            return Err(TransportError::UnknownPeer(to));
         };
         peer.try_send(frame).map_err(|refused| match refused {
             Refused::Full => TransportError::QueueFull(peer.id()),

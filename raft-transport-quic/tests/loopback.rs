@@ -130,6 +130,10 @@ async fn three_nodes_deliver_both_ways() {
             );
         }
     }
+    assert!(matches!(
+        nodes[0].send(message(1, 9, 1)),
+        Err(TransportError::UnknownPeer(9))
+    ));
     // Large messages travel too (on the bulk stream), next to small ones.
     let (n1, n2) = (&nodes[0], &nodes[1]);
     for _ in 0..4 {
@@ -354,6 +358,10 @@ async fn shutdown_drains_queued_messages() {
         n1.send(message(1, 2, term)).unwrap();
     }
     n1.shutdown(Duration::from_secs(5)).await;
+    assert!(matches!(
+        n1.send(message(1, 2, 201)),
+        Err(TransportError::Shutdown)
+    ));
     let mut terms = Vec::new();
     while let Some(m) = recv_within(&n2, Duration::from_millis(500)).await {
         // Term 0 is a late retry of the warm-up delivery.
