@@ -28,8 +28,15 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// The count in a `durable <n>` line (0 for anything else).
+fn parse_durable(line: &str) -> u64 {
+    line.strip_prefix("durable ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Runs the child on `seed`, kills it once it has reported `kill_after` durable updates, and
-/// returns the last count it reported.
+/// returns the last count it reported before it died.
 fn run_child_and_kill(dir: &std::path::Path, seed: u64, kill_after: u64) -> u64 {
     let mut child = Command::new(env!("CARGO_BIN_EXE_storage-crash-child"))
         .arg(dir)
@@ -40,20 +47,22 @@ fn run_child_and_kill(dir: &std::path::Path, seed: u64, kill_after: u64) -> u64 
         .spawn()
         .expect("spawn the crash child");
     let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
     let mut reported = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("child output");
-        if let Some(n) = line.strip_prefix("durable ").and_then(|n| n.parse().ok()) {
-            reported = n;
-        }
-        if reported >= kill_after || Instant::now() > deadline {
-            break;
-        }
+    while reported < kill_after && Instant::now() < deadline {
+        let Some(line) = lines.next() else { break };
+        reported = reported.max(parse_durable(&line.expect("child output")));
     }
     // SIGKILL: no destructor, no flush, no clean shutdown of RocksDB.
     child.kill().expect("kill the child");
     child.wait().expect("reap the child");
+    // The child may have got further than the lines read so far: what it printed before dying
+    // is still in the pipe.
+    for line in lines {
+        let Ok(line) = line else { break };
+        reported = reported.max(parse_durable(&line));
+    }
     reported
 }
 
