@@ -72,4 +72,12 @@ pub enum RpcError {
     /// TLS setup of the client failed.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// No answer within the client's timeout.
+    #[error("no answer from {addr} within {timeout:?}")]
+    Timeout {
+        /// The server.
+        addr: SocketAddr,
+        /// The timeout.
+        timeout: std::time::Duration,
+    },
 }

@@ -69,6 +69,7 @@ pub struct RpcClient {
     endpoint: quinn::Endpoint,
     connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     max_frame_bytes: usize,
+    timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -90,7 +91,14 @@ impl RpcClient {
             endpoint,
             connections: Mutex::new(HashMap::new()),
             max_frame_bytes: 16 << 20,
+            timeout: std::time::Duration::from_secs(5),
         })
+    }
+
+    /// Sets how long [`call`](Self::call) waits for a connection and an answer (default 5 s).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, RpcError> {
@@ -111,8 +119,20 @@ impl RpcClient {
         Ok(connection)
     }
 
-    /// Sends `request` to the node at `addr` and waits for its answer.
+    /// Sends `request` to the node at `addr` and waits for its answer, up to the client's
+    /// timeout.
     pub async fn call(&self, addr: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.call_unbounded(addr, request))
+            .await
+            .unwrap_or(Err(RpcError::Timeout { addr, timeout }))
+    }
+
+    async fn call_unbounded(
+        &self,
+        addr: SocketAddr,
+        request: Vec<u8>,
+    ) -> Result<Vec<u8>, RpcError> {
         let connection = self.connection(addr).await?;
         let failed = |reason: String| RpcError::Failed { addr, reason };
         let (mut send, mut recv) = connection

@@ -347,6 +347,32 @@ async fn clients_call_nodes_and_verify_them_against_the_ca() {
     node.shutdown(Duration::from_millis(200)).await;
 }
 
+struct Silent;
+
+#[async_trait::async_trait]
+impl RequestHandler for Silent {
+    async fn handle(&self, _request: Vec<u8>) -> Vec<u8> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_an_answer_times_out() {
+    let cluster = Cluster::new(&[1]);
+    let node = QuicNode::bind(cluster.config(1), Some(Arc::new(Silent)))
+        .await
+        .unwrap();
+    let client = RpcClient::new(cluster.ca.cert_der())
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    let result = client.call(cluster.addrs[&1], vec![1]).await;
+    assert!(
+        matches!(result, Err(raft_transport_quic::RpcError::Timeout { .. })),
+        "{result:?}"
+    );
+    node.shutdown(Duration::from_millis(100)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_queued_messages() {
     let cluster = Cluster::new(&[1, 2]);
