@@ -2,7 +2,8 @@
 //!
 //! Entries before `first_index()` may have been compacted into a snapshot; the log remembers the
 //! index and term of the last compacted entry so that consistency checks at that boundary still
-//! work. All conversion between logical indexes and vector positions happens in one private helper, `RaftLog::pos`.
+//! work. All conversion between logical indexes and vector positions happens in one private
+//! helper, `RaftLog::pos`.
 
 use crate::types::{Entry, LogIndex, Term};
 
