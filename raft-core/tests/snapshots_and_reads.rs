@@ -42,6 +42,18 @@ fn accepted(match_index: u64, read_seq: u64) -> MessageBody {
     }
 }
 
+/// A follower's rejection of an append after index 0: its log is empty.
+fn nothing_at_1(read_seq: u64) -> MessageBody {
+    MessageBody::AppendResponse {
+        result: AppendResult::Rejected {
+            prev_log_index: 0,
+            conflict_term: None,
+            conflict_index: 1,
+        },
+        read_seq,
+    }
+}
+
 fn chunk(meta: SnapshotMeta, offset: u64, data: &[u8], done: bool) -> Message {
     Message {
         from: 1,
@@ -261,18 +273,7 @@ fn leader_sends_its_snapshot_one_bounded_chunk_at_a_time() {
     node.compact(4, b"0123456789".to_vec()).unwrap();
     run_on_disk(&mut node, &mut disk);
     // Node 3 has nothing: its answer to the leader's first probe says so.
-    to_leader(
-        &mut node,
-        3,
-        MessageBody::AppendResponse {
-            result: AppendResult::Rejected {
-                prev_log_index: 0,
-                conflict_term: None,
-                conflict_index: 1,
-            },
-            read_seq: 0,
-        },
-    );
+    to_leader(&mut node, 3, nothing_at_1(0));
     let chunks = |actions: &[Action]| -> Vec<(u64, usize, bool)> {
         sends(actions)
             .iter()
@@ -438,18 +439,7 @@ fn a_rejection_in_the_same_term_still_confirms_leadership() {
     let mut node = committed_leader();
     node.read_index(1);
     node.take_actions();
-    to_leader(
-        &mut node,
-        3,
-        MessageBody::AppendResponse {
-            result: AppendResult::Rejected {
-                prev_log_index: 0,
-                conflict_term: None,
-                conflict_index: 1,
-            },
-            read_seq: 1,
-        },
-    );
+    to_leader(&mut node, 3, nothing_at_1(1));
     assert_eq!(ready(&node.take_actions()), [(1, 1)]);
 }
 

@@ -50,15 +50,6 @@ impl Workload {
         self.generated
     }
 
-    /// The state after the first `count` updates of the workload from `seed`.
-    pub fn replay(seed: u64, entry_bytes: usize, count: u64) -> DurableState {
-        let mut workload = Self::new(seed, entry_bytes);
-        for _ in 0..count {
-            workload.next_update();
-        }
-        workload.model
-    }
-
     /// Only appends of `batch` entries each, for throughput measurements.
     pub fn next_append(&mut self, batch: usize) -> PersistUpdate {
         let first = self.model.last_index() + 1;

@@ -14,7 +14,7 @@
 //! snapshot's chunks and the deletion of the old ones, so after a crash the record and the
 //! chunks it names always belong together.
 
-use raft_core::{Entry, HardState, LogIndex, NodeId, SnapshotMeta};
+use raft_core::{LogIndex, NodeId, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 /// Column family of the small records.
@@ -99,16 +99,6 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a record, or `None` if the bytes are not one.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
     postcard::from_bytes(bytes).ok()
-}
-
-/// Encodes the hard state record.
-pub fn encode_hard_state(hard_state: &HardState) -> Vec<u8> {
-    encode(hard_state)
-}
-
-/// Encodes an entry value.
-pub fn encode_entry(entry: &Entry) -> Vec<u8> {
-    encode(entry)
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ impl RocksDbPersister {
         batch.put_cf(
             meta,
             layout::KEY_HARD_STATE,
-            layout::encode_hard_state(&Default::default()),
+            layout::encode(&raft_core::HardState::default()),
         );
         let mut sync = WriteOptions::default();
         sync.set_sync(true);

@@ -150,11 +150,7 @@ impl Writer {
         let entries = reader::cf(&self.db, &self.path, layout::CF_ENTRIES)?;
         let chunks = reader::cf(&self.db, &self.path, layout::CF_SNAPSHOT)?;
         if let Some(hard_state) = &update.hard_state {
-            batch.put_cf(
-                meta,
-                layout::KEY_HARD_STATE,
-                layout::encode_hard_state(hard_state),
-            );
+            batch.put_cf(meta, layout::KEY_HARD_STATE, layout::encode(hard_state));
         }
         if let Some(snapshot) = &update.snapshot {
             let last = snapshot.meta.last_index;
@@ -191,7 +187,7 @@ impl Writer {
             batch.put_cf(
                 entries,
                 layout::entry_key(entry.index),
-                layout::encode_entry(entry),
+                layout::encode(entry),
             );
         }
         Ok(())
