@@ -94,9 +94,7 @@ impl LocalCluster {
                             self.disks[slot]
                                 .apply(&update)
                                 .expect("updates continue the log");
-                            if let Some((index, term)) = update.last_entry() {
-                                self.nodes[slot].persisted(index, term);
-                            }
+                            self.nodes[slot].persisted(update.id);
                         }
                         Action::Send(message) => self.network.push_back(message),
                         Action::Apply(entries) => {

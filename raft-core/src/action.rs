@@ -2,34 +2,113 @@
 //!
 //! # The ordering contract
 //!
-//! [`RaftNode::take_actions`](crate::RaftNode::take_actions) returns a `Vec<Action>` that the
-//! driver must carry out **in order**, with one relaxation: an action may start only once every
-//! [`Action::Persist`] *before it in the list* is durable (fsynced), but it need not wait for
-//! persists that come after it. Concretely:
+//! Every call of [`RaftNode::take_actions`](crate::RaftNode::take_actions) returns the next
+//! part of **one stream** of actions; the contract is about that stream, not about each list on
+//! its own. Each action belongs to one of three [`Lane`]s, and a driver may run the lanes
+//! independently of each other:
 //!
-//! - A [`Action::Send`] listed before a `Persist` may leave at once. The node uses this for a
-//!   leader's AppendEntries, which it lists *before* the persist of the same entries: the leader
-//!   replicates while its own write is in flight (as etcd's raft does) and counts itself toward a
-//!   quorum only after the driver reports the write with
-//!   [`RaftNode::persisted`](crate::RaftNode::persisted).
-//! - Every message that promises something about durable state is listed *after* the persist
-//!   that makes it true: a granted vote after the vote is stored, a follower's acknowledgement
-//!   after the acknowledged entries are stored, a candidate's vote requests after its new term
-//!   and self-vote are stored.
-//! - An [`Action::Apply`] is listed after the persist of the entries it carries, so a node never
-//!   applies an entry that it could forget in a crash; likewise an [`Action::InstallSnapshot`]
-//!   comes after the persist that stores the snapshot.
-//! - An [`Action::ReadReady`] comes after the `Apply` that reaches its read index, so a driver
-//!   that serves the read when it reaches the action reads a state at least that recent.
+//! - **Storage** ([`Action::Persist`]): carry out persists in stream order, each atomically. A
+//!   driver may start a persist before earlier ones are durable (queue several to a
+//!   group-commit writer) provided they become durable in stream order. Once a persist is
+//!   durable, report it with [`RaftNode::persisted`](crate::RaftNode::persisted)`(update.id)`;
+//!   reporting an id says that it and every earlier persist are durable, so a driver may report
+//!   only the latest of a group.
+//! - **Network** ([`Action::Send`]): a message may leave **at once**, in any order, whatever is
+//!   still being written, in this list or an earlier one. The node emits a message only when
+//!   everything it promises is already durable: a granted vote, an acknowledgement of entries
+//!   (`Accepted`) or of a snapshot (`Installed`), and a candidate's vote request are held inside
+//!   the node until the driver reports the persist that backs them, whichever list that persist
+//!   was in, and they appear in a later `take_actions` (or are dropped, if the node's term moved
+//!   on meanwhile). Every other message promises nothing about the sender's disk. In
+//!   particular a leader's AppendEntries overtake its own pending write of the same entries:
+//!   the leader replicates while it writes, and counts its own copy toward a quorum only after
+//!   the report.
+//! - **State machine** ([`Action::Apply`], [`Action::InstallSnapshot`], [`Action::ReadReady`],
+//!   [`Action::ReadFailed`]): carry them out in stream order with respect to each other. They
+//!   need not wait for any persist: an `Apply` carries only committed entries (durable on a
+//!   majority, whatever this node's disk holds yet), and after a crash the service's state is
+//!   rebuilt from the stored snapshot and log. A `ReadReady` follows the `Apply` that reaches its
+//!   read index, so serving the read when its turn comes reads a recent enough state.
 //!
-//! A driver that simply executes the list sequentially, waiting for each persist to be durable,
-//! satisfies the contract. After a `Persist` carrying entries is durable, the driver reports it
-//! with `persisted(index, term)` of [`PersistUpdate::last_entry`]; until then a leader does not
-//! count its own copy of those entries.
+//! A driver that runs the whole stream sequentially, waiting for each persist to be durable
+//! and reporting it before going on, also satisfies the contract. [`Action::lane`] and
+//! [`Lanes`] sort a list into the three queues.
+//!
+//! ```
+//! use raft_core::{Action, Config, Lanes, RaftNode};
+//! let mut node = RaftNode::new(Config::new(1, vec![1])).unwrap();
+//! for _ in 0..30 { node.tick(); } // a single node elects itself
+//! let lanes = Lanes::from(node.take_actions());
+//! assert!(lanes.network.is_empty()); // nothing to send in a one-node cluster
+//! for update in &lanes.storage {
+//!     // ... write `update` durably (in order), then:
+//!     node.persisted(update.id);
+//! }
+//! // The leader's no-op entry commits once its own write is reported.
+//! let lanes = Lanes::from(node.take_actions());
+//! assert!(matches!(lanes.state_machine.as_slice(), [Action::Apply(entries)] if entries.len() == 1));
+//! ```
 
 use crate::error::{ReadError, UpdateError};
 use crate::message::Message;
 use crate::types::{Entry, HardState, LogIndex, Snapshot, Term};
+
+/// Identifies a [`PersistUpdate`] within one run of a node: ids grow by one with every persist
+/// the node emits, starting at 1 each time the node starts.
+pub type PersistId = u64;
+
+/// The three independent queues of a driver (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// [`Action::Persist`]: in order, each durable before it is reported.
+    Storage,
+    /// [`Action::Send`]: at once, in any order.
+    Network,
+    /// [`Action::Apply`], [`Action::InstallSnapshot`], [`Action::ReadReady`],
+    /// [`Action::ReadFailed`]: in order with respect to each other.
+    StateMachine,
+}
+
+impl Action {
+    /// The lane this action belongs to: what it may and may not wait for.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Action::Persist(_) => Lane::Storage,
+            Action::Send(_) => Lane::Network,
+            Action::Apply(_)
+            | Action::InstallSnapshot(_)
+            | Action::ReadReady { .. }
+            | Action::ReadFailed { .. } => Lane::StateMachine,
+        }
+    }
+}
+
+/// A list of actions sorted into its [`Lane`]s, each in stream order. Every action of every
+/// lane may start now, as far as the other lanes are concerned; within a lane, order matters
+/// for storage and the state machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lanes {
+    /// Persists, in order.
+    pub storage: Vec<PersistUpdate>,
+    /// Messages, free to leave at once.
+    pub network: Vec<Message>,
+    /// `Apply`, `InstallSnapshot`, `ReadReady` and `ReadFailed`, in order.
+    pub state_machine: Vec<Action>,
+}
+
+impl From<Vec<Action>> for Lanes {
+    fn from(actions: Vec<Action>) -> Self {
+        let mut lanes = Lanes::default();
+        for action in actions {
+            match action {
+                Action::Persist(update) => lanes.storage.push(update),
+                Action::Send(message) => lanes.network.push(message),
+                other => lanes.state_machine.push(other),
+            }
+        }
+        lanes
+    }
+}
 
 /// Identifies a read requested with [`RaftNode::read_index`](crate::RaftNode::read_index); chosen
 /// by the service and echoed in [`Action::ReadReady`] or [`Action::ReadFailed`].
@@ -68,7 +147,8 @@ pub enum Action {
     },
 }
 
-/// A change to durable state, to be written atomically.
+/// A change to durable state, to be written atomically, then reported with
+/// [`RaftNode::persisted`](crate::RaftNode::persisted)`(id)`.
 ///
 /// Applying it to stored state means, in this order:
 /// 1. store `hard_state` if present;
@@ -80,6 +160,8 @@ pub enum Action {
 /// [`crate::DurableState::apply`] is the reference implementation of these semantics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PersistUpdate {
+    /// The node's id for this update, to report it durable (0 in updates not made by a node).
+    pub id: PersistId,
     /// The new term and vote, if they changed.
     pub hard_state: Option<HardState>,
     /// Delete stored entries from this index on, before appending.
@@ -91,7 +173,7 @@ pub struct PersistUpdate {
 }
 
 impl PersistUpdate {
-    /// Whether the update changes nothing.
+    /// Whether the update changes nothing (whatever its id).
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
             && self.truncate_from.is_none()
@@ -100,8 +182,7 @@ impl PersistUpdate {
     }
 
     /// Index and term of the last appended entry (or, without entries, of the last entry the
-    /// snapshot covers): what the driver reports with
-    /// [`RaftNode::persisted`](crate::RaftNode::persisted) once the update is durable.
+    /// snapshot covers).
     pub fn last_entry(&self) -> Option<(LogIndex, Term)> {
         match (self.entries.last(), &self.snapshot) {
             (Some(e), _) => Some((e.index, e.term)),

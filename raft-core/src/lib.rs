@@ -9,9 +9,11 @@
 //! (seed included) and the same inputs, it produces the same actions, which is what makes the
 //! protocol testable in a deterministic simulator.
 //!
-//! The driver (a real server, a test harness, the example below) owns the IO. It must carry out
-//! the actions in order, observing the [ordering contract](action): writes listed before a
-//! message are durable before that message leaves, and before entries are applied. The
+//! The driver (a real server, a test harness, the example below) owns the IO. It carries out
+//! the actions in three independent lanes, as the [ordering contract](action) says: persists in
+//! order, each reported with [`persisted`](RaftNode::persisted) once durable; messages at once
+//! (the node holds back any message that promises durable state until the write behind it is
+//! reported); state-machine actions in order. The
 //! [`Persister`] and [`Transport`] traits describe what durable storage and the network must
 //! guarantee; implementations live in `raft-storage` and `raft-transport-quic`.
 //!
@@ -47,9 +49,7 @@
 //!                 match action {
 //!                     Action::Persist(update) => {
 //!                         disks[i].apply(&update).expect("updates continue the log");
-//!                         if let Some((index, term)) = update.last_entry() {
-//!                             node.persisted(index, term);
-//!                         }
+//!                         node.persisted(update.id);
 //!                     }
 //!                     Action::Send(message) => network.push_back(message),
 //!                     Action::Apply(entries) => applied[i]
@@ -104,7 +104,7 @@ pub mod storage;
 pub mod transport;
 pub mod types;
 
-pub use action::{Action, PersistUpdate, ReadId};
+pub use action::{Action, Lane, Lanes, PersistId, PersistUpdate, ReadId};
 pub use config::Config;
 pub use error::{CompactError, ConfigError, ProposeError, ReadError, RestoreError, UpdateError};
 pub use log::{LogError, RaftLog};

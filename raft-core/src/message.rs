@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::action::ReadId;
 use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// A message from one node to another.
@@ -64,6 +63,12 @@ pub enum MessageBody {
     },
     /// The answer to an `AppendRequest`.
     AppendResponse {
+        /// The term of the request this answers (`Message::term` is the sender's own term,
+        /// which is higher when it answers a stale request). A leader counts an answer, for
+        /// replication, reads, leases and check-quorum alike, only when this is its current
+        /// term: a node leads a term at most once, so the answer then belongs to this very
+        /// leadership and not to an earlier one of the same node.
+        request_term: Term,
         /// Whether the entries were accepted.
         result: AppendResult,
         /// The request's `read_seq`, echoed.
@@ -84,6 +89,8 @@ pub enum MessageBody {
     },
     /// The answer to an `InstallSnapshotRequest`.
     InstallSnapshotResponse {
+        /// The term of the request this answers (see `AppendResponse::request_term`).
+        request_term: Term,
         /// The `meta.last_index` of the snapshot the answer is about.
         last_index: LogIndex,
         /// What the follower holds now.
@@ -91,13 +98,16 @@ pub enum MessageBody {
     },
     /// A follower asks the leader to confirm a read (ReadIndex forwarding).
     ReadIndexRequest {
-        /// The follower's id for the read, echoed in the answer.
-        id: ReadId,
+        /// The follower's id for this forwarding, echoed in the answer. It is not the
+        /// service's [`ReadId`](crate::ReadId): the follower draws it from a sequence that starts at a random
+        /// point at every start, so an answer to a request of an earlier incarnation of the
+        /// follower (a service may reuse its read ids after a restart) matches nothing.
+        id: u64,
     },
     /// The leader's answer to a `ReadIndexRequest`.
     ReadIndexResponse {
-        /// The follower's id for the read.
-        id: ReadId,
+        /// The forwarding id of the request.
+        id: u64,
         /// The read index once confirmed, or `None` when the leader could not confirm it.
         index: Option<LogIndex>,
     },

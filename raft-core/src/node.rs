@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use tracing::{debug, trace, warn};
 
-use crate::action::{Action, PersistUpdate, ReadId};
+use crate::action::{Action, PersistId, PersistUpdate, ReadId};
 use crate::config::Config;
 use crate::error::{CompactError, ProposeError, ReadError, RestoreError};
 use crate::log::RaftLog;
@@ -95,6 +95,15 @@ pub struct RaftNode {
     durable_index: LogIndex,
     /// Leader entries appended in memory from this index on, not yet in a persist action.
     unpersisted_from: Option<LogIndex>,
+    /// Id of the latest persist emitted (0: none since this start).
+    last_persist_id: PersistId,
+    /// Highest persist id the driver reported durable.
+    durable_persist_id: PersistId,
+    /// Persists emitted and not yet reported durable, with their last entry, in order.
+    unreported: std::collections::VecDeque<(PersistId, Option<(LogIndex, Term)>)>,
+    /// Messages that promise durable state (granted votes, acknowledgements, vote requests),
+    /// held until the persist they wait for is reported durable.
+    held: std::collections::VecDeque<(PersistId, Message)>,
     /// The leader has new entries to send to its followers at the next `take_actions`.
     replication_pending: bool,
     election_elapsed: u32,
@@ -158,7 +167,10 @@ impl RaftNode {
             .filter(|&v| v != config.id)
             .collect();
         peers.sort_unstable();
-        let rng = SplitMix64::new(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ config.id);
+        let mut rng = SplitMix64::new(config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ config.id);
+        // Forwarded reads are numbered from a random point, so that answers to an earlier
+        // incarnation's requests match none of this one's (see `MessageBody::ReadIndexRequest`).
+        let reads = ReadTracker::new(rng.next_u64());
         let snapshot_index = log.snapshot_index();
         let durable_index = log.last_index();
         let mut node = Self {
@@ -174,6 +186,10 @@ impl RaftNode {
             applied_index: snapshot_index,
             durable_index,
             unpersisted_from: None,
+            last_persist_id: 0,
+            durable_persist_id: 0,
+            unreported: std::collections::VecDeque::new(),
+            held: std::collections::VecDeque::new(),
             replication_pending: false,
             election_elapsed: 0,
             election_timeout: 0,
@@ -182,7 +198,7 @@ impl RaftNode {
             failed_elections: 0,
             snapshot: state.snapshot.clone(),
             incoming_snapshot: None,
-            reads: ReadTracker::default(),
+            reads,
             ticks: 0,
             lease_rounds: std::collections::VecDeque::new(),
             lease_until: 0,
@@ -352,7 +368,7 @@ impl RaftNode {
     /// for _ in 0..30 { node.tick(); }              // a single node elects itself
     /// for action in node.take_actions() {
     ///     if let Action::Persist(update) = action {
-    ///         if let Some((index, term)) = update.last_entry() { node.persisted(index, term); }
+    ///         node.persisted(update.id);
     ///     }
     /// }
     /// assert_eq!(node.applied_index(), 1);        // the leader's no-op
@@ -430,8 +446,9 @@ impl RaftNode {
             }
             RoleState::Follower => match self.leader_id {
                 Some(leader) => {
-                    self.reads.forward(id, self.config.election_timeout_max);
-                    self.send(leader, MessageBody::ReadIndexRequest { id });
+                    let ticks = self.config.election_timeout_max;
+                    let wire = self.reads.forward(id, leader, self.term, ticks);
+                    self.send(leader, MessageBody::ReadIndexRequest { id: wire });
                 }
                 None => self.push(Action::ReadFailed {
                     id,
@@ -445,16 +462,65 @@ impl RaftNode {
         }
     }
 
-    /// Reports that the driver made durable every entry up to `(index, term)` (the
-    /// [`PersistUpdate::last_entry`] of a completed persist). Reports for entries that have been
-    /// replaced since are ignored.
-    pub fn persisted(&mut self, index: LogIndex, term: Term) {
-        if index > self.durable_index && self.log.term(index) == Some(term) {
-            self.durable_index = index;
-            if self.is_leader() {
-                self.maybe_commit();
+    /// Reports that the persist with id `id` ([`PersistUpdate::id`]), and with it every persist
+    /// emitted before it, is durable. A driver may report each persist or only the latest of
+    /// several. The node then counts its own copy of the entries (a leader toward its commit
+    /// index) and lets out the messages that were waiting for that write (granted votes,
+    /// acknowledgements): they appear in the next [`take_actions`](Self::take_actions).
+    ///
+    /// Reports of ids already reported, or of ids never emitted, are ignored.
+    pub fn persisted(&mut self, id: PersistId) {
+        if id <= self.durable_persist_id {
+            return;
+        }
+        if id > self.last_persist_id {
+            warn!(
+                node = self.config.id,
+                id,
+                last = self.last_persist_id,
+                "report of a persist never emitted; ignored"
+            );
+            return;
+        }
+        self.durable_persist_id = id;
+        while let Some(&(pending, last_entry)) = self.unreported.front() {
+            if pending > id {
+                break;
+            }
+            self.unreported.pop_front();
+            if let Some((index, term)) = last_entry {
+                // Entries replaced since (a later persist truncated them) do not count.
+                if index > self.durable_index && self.log.term(index) == Some(term) {
+                    self.durable_index = index;
+                }
             }
         }
+        while self.held.front().is_some_and(|(needs, _)| *needs <= id) {
+            let Some((_, message)) = self.held.pop_front() else {
+                break;
+            };
+            if message.term == self.term {
+                self.push_raw(Action::Send(message));
+            } else {
+                // The term moved on while the write was in flight: what the message promised
+                // was about a term this node has left (a later leader may have replaced the
+                // entries it acknowledged). Dropping it is a message loss, which Raft tolerates.
+                debug!(
+                    node = self.config.id,
+                    ?message,
+                    "held message of an old term dropped"
+                );
+            }
+        }
+        if self.is_leader() {
+            self.maybe_commit();
+        }
+    }
+
+    /// Id of the latest persist this node emitted (0 if none since it started), for drivers
+    /// that report durability in bulk.
+    pub fn last_persist_id(&self) -> PersistId {
+        self.last_persist_id
     }
 
     /// Handles a message from a peer. Messages that are not for this node, come from outside
@@ -529,6 +595,20 @@ impl RaftNode {
             self.answer_stale_request(message);
             return;
         }
+        if let MessageBody::AppendResponse { request_term, .. }
+        | MessageBody::InstallSnapshotResponse { request_term, .. } = message.body
+        {
+            if request_term != self.term {
+                // An answer to a request of an earlier term (this node's earlier leadership, or
+                // an earlier incarnation's): it proves nothing about this term's leadership, so
+                // it counts for nothing, not even as contact for check-quorum.
+                debug!(
+                    node = self.config.id,
+                    from, request_term, "answer to a request of another term ignored"
+                );
+                return;
+            }
+        }
         if let RoleState::Leader { progress } = &mut self.role {
             if let Some(pr) = progress.get_mut(&from) {
                 pr.recent_active = true;
@@ -565,9 +645,9 @@ impl RaftNode {
                     );
                 }
             }
-            MessageBody::AppendResponse { result, read_seq } => {
-                self.handle_append_response(from, result, read_seq)
-            }
+            MessageBody::AppendResponse {
+                result, read_seq, ..
+            } => self.handle_append_response(from, result, read_seq),
             MessageBody::InstallSnapshotRequest {
                 meta,
                 offset,
@@ -578,12 +658,12 @@ impl RaftNode {
                     self.handle_snapshot_chunk(from, message.term, meta, offset, data, done);
                 }
             }
-            MessageBody::InstallSnapshotResponse { last_index, result } => {
-                self.handle_snapshot_answer(from, last_index, result)
-            }
+            MessageBody::InstallSnapshotResponse {
+                last_index, result, ..
+            } => self.handle_snapshot_answer(from, last_index, result),
             MessageBody::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
             MessageBody::ReadIndexResponse { id, index } => {
-                self.handle_read_index_response(id, index)
+                self.handle_read_index_response(from, id, index)
             }
         }
     }
@@ -644,15 +724,45 @@ impl RaftNode {
     }
 
     fn push_raw(&mut self, action: Action) {
-        if let Action::Persist(update) = action {
-            match self.actions.last_mut() {
-                Some(Action::Persist(previous)) if previous.can_merge(&update) => {
-                    previous.merge(update)
-                }
-                _ => self.actions.push(Action::Persist(update)),
-            }
-        } else {
+        let Action::Persist(mut update) = action else {
             self.actions.push(action);
+            return;
+        };
+        match self.actions.last_mut() {
+            Some(Action::Persist(previous)) if previous.can_merge(&update) => {
+                // The previous persist is the latest emitted, not yet taken by the driver: it
+                // absorbs this one and keeps its id, which now stands for both.
+                previous.merge(update);
+                let last_entry = previous.last_entry();
+                if let Some(back) = self.unreported.back_mut() {
+                    back.1 = last_entry;
+                }
+            }
+            _ => {
+                self.last_persist_id += 1;
+                update.id = self.last_persist_id;
+                self.unreported.push_back((update.id, update.last_entry()));
+                self.actions.push(Action::Persist(update));
+            }
+        }
+    }
+
+    /// Sends a message that promises durable state (a granted vote, an acknowledgement of
+    /// entries or of a snapshot, a candidate's vote request): it leaves only once every persist
+    /// emitted so far, the one that backs the promise among them, is reported durable. Until
+    /// then it is held (see [`persisted`](Self::persisted)).
+    fn send_backed(&mut self, to: NodeId, body: MessageBody) {
+        self.flush_unpersisted();
+        let message = Message {
+            from: self.config.id,
+            to,
+            term: self.term,
+            body,
+        };
+        if self.last_persist_id <= self.durable_persist_id {
+            self.push_raw(Action::Send(message));
+        } else {
+            self.held.push_back((self.last_persist_id, message));
         }
     }
 
@@ -808,18 +918,20 @@ impl RaftNode {
             if answered {
                 continue;
             }
-            let body = if pre_vote {
-                MessageBody::PreVoteRequest {
+            if pre_vote {
+                let body = MessageBody::PreVoteRequest {
                     last_log_index,
                     last_log_term,
-                }
+                };
+                self.send_with_term(self.peers[i], term, body);
             } else {
-                MessageBody::VoteRequest {
+                // A vote request leaves once the candidate's term and self-vote are durable.
+                let body = MessageBody::VoteRequest {
                     last_log_index,
                     last_log_term,
-                }
-            };
-            self.send_with_term(self.peers[i], term, body);
+                };
+                self.send_backed(self.peers[i], body);
+            }
         }
     }
 
@@ -912,6 +1024,7 @@ impl RaftNode {
             } => self.send(
                 message.from,
                 MessageBody::AppendResponse {
+                    request_term: message.term,
                     result: AppendResult::Rejected {
                         prev_log_index,
                         conflict_term: None,
@@ -923,6 +1036,7 @@ impl RaftNode {
             MessageBody::InstallSnapshotRequest { meta, .. } => self.send(
                 message.from,
                 MessageBody::InstallSnapshotResponse {
+                    request_term: message.term,
                     last_index: meta.last_index,
                     result: SnapshotResult::Continue { next_offset: 0 },
                 },
@@ -986,13 +1100,22 @@ impl RaftNode {
             granted,
             "vote request"
         );
-        if granted {
+        if !granted {
+            self.send(candidate, MessageBody::VoteResponse { granted });
+            return;
+        }
+        if self.voted_for != Some(candidate) {
+            // A first grant: store the vote, and give the candidate an election timeout to win.
+            // A repeated request (the candidate resends to voters it has not heard from) is
+            // granted again but restarts nothing: a candidate that can send but not receive
+            // would otherwise hold every voter's timer back forever, and no one else could be
+            // elected.
             self.voted_for = Some(candidate);
-            // The vote is listed before the answer: durable before it leaves.
             self.persist_hard_state();
             self.reset_election_timer();
         }
-        self.send(candidate, MessageBody::VoteResponse { granted });
+        // Leaves only once the vote is durable.
+        self.send_backed(candidate, MessageBody::VoteResponse { granted });
     }
 
     fn handle_vote_response(&mut self, voter: NodeId, granted: bool) {
@@ -1040,7 +1163,13 @@ impl RaftNode {
                         conflict_term: None,
                         conflict_index: self.log.last_index() + 1,
                     };
-                    self.send(leader, MessageBody::AppendResponse { result, read_seq });
+                    let request_term = self.term;
+                    let body = MessageBody::AppendResponse {
+                        request_term,
+                        result,
+                        read_seq,
+                    };
+                    self.send(leader, body);
                     return;
                 }
                 Some(term) if term != prev_log_term => {
@@ -1049,7 +1178,13 @@ impl RaftNode {
                         conflict_term: Some(term),
                         conflict_index: self.log.first_index_of_term_at(prev_log_index),
                     };
-                    self.send(leader, MessageBody::AppendResponse { result, read_seq });
+                    let request_term = self.term;
+                    let body = MessageBody::AppendResponse {
+                        request_term,
+                        result,
+                        read_seq,
+                    };
+                    self.send(leader, body);
                     return;
                 }
                 Some(_) => {}
@@ -1105,10 +1240,12 @@ impl RaftNode {
         if new_commit > self.commit_index {
             self.commit_index = new_commit;
         }
-        // Listed after the persist: the acknowledged entries are durable before it leaves.
-        self.send(
+        // Leaves once the acknowledged entries are durable, whichever earlier persist (of this
+        // request or of a duplicate's) wrote them.
+        self.send_backed(
             leader,
             MessageBody::AppendResponse {
+                request_term: self.term,
                 result: AppendResult::Accepted {
                     match_index: last_new,
                 },
@@ -1377,11 +1514,7 @@ impl RaftNode {
         let last_index = meta.last_index;
         if last_index <= self.commit_index {
             // Stale or duplicated: we already hold (committed) everything it covers.
-            let result = SnapshotResult::Installed;
-            self.send(
-                leader,
-                MessageBody::InstallSnapshotResponse { last_index, result },
-            );
+            self.answer_snapshot(leader, last_index, SnapshotResult::Installed);
             return;
         }
         if offset == 0 && self.incoming_snapshot.as_ref().map(|s| s.meta) != Some(meta) {
@@ -1400,10 +1533,7 @@ impl RaftNode {
             let result = SnapshotResult::Continue {
                 next_offset: expected,
             };
-            self.send(
-                leader,
-                MessageBody::InstallSnapshotResponse { last_index, result },
-            );
+            self.answer_snapshot(leader, last_index, result);
             return;
         }
         let Some(incoming) = &mut self.incoming_snapshot else {
@@ -1414,21 +1544,28 @@ impl RaftNode {
             let result = SnapshotResult::Continue {
                 next_offset: incoming.data.len() as u64,
             };
-            self.send(
-                leader,
-                MessageBody::InstallSnapshotResponse { last_index, result },
-            );
+            self.answer_snapshot(leader, last_index, result);
             return;
         }
         if let Some(snapshot) = self.incoming_snapshot.take() {
             self.install_snapshot(snapshot);
         }
-        // Listed after the persist: the snapshot is durable before the leader counts it.
-        let result = SnapshotResult::Installed;
-        self.send(
-            leader,
-            MessageBody::InstallSnapshotResponse { last_index, result },
-        );
+        self.answer_snapshot(leader, last_index, SnapshotResult::Installed);
+    }
+
+    /// Answers a snapshot chunk of the current term. `Installed` promises that a state covering
+    /// `last_index` is durable here, so it leaves only once every persist emitted so far is
+    /// (covering both a snapshot just stored and committed entries written by earlier persists).
+    fn answer_snapshot(&mut self, leader: NodeId, last_index: LogIndex, result: SnapshotResult) {
+        let body = MessageBody::InstallSnapshotResponse {
+            request_term: self.term,
+            last_index,
+            result,
+        };
+        match result {
+            SnapshotResult::Installed => self.send_backed(leader, body),
+            SnapshotResult::Continue { .. } => self.send(leader, body),
+        }
     }
 
     /// Replaces the log prefix with a complete snapshot from the leader: keeps the entries after
@@ -1600,7 +1737,7 @@ impl RaftNode {
         }
     }
 
-    fn handle_read_index_request(&mut self, follower: NodeId, id: ReadId) {
+    fn handle_read_index_request(&mut self, follower: NodeId, id: u64) {
         if self.is_leader() {
             self.reads.queue(PendingRead {
                 id,
@@ -1611,10 +1748,10 @@ impl RaftNode {
         }
     }
 
-    fn handle_read_index_response(&mut self, id: ReadId, index: Option<LogIndex>) {
-        if !self.reads.answer_forwarded(id) {
-            return; // duplicate, or it already timed out
-        }
+    fn handle_read_index_response(&mut self, leader: NodeId, wire: u64, index: Option<LogIndex>) {
+        let Some(id) = self.reads.answer_forwarded(wire, leader, self.term) else {
+            return; // a duplicate, late or foreign answer
+        };
         match index {
             Some(index) => {
                 self.reads.push_ready(id, index);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::action::ReadId;
-use crate::types::{LogIndex, NodeId};
+use crate::types::{LogIndex, NodeId, Term};
 
 /// A read waiting for the leader to confirm its leadership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +28,20 @@ struct ReadRound {
     reads: Vec<PendingRead>,
 }
 
+/// A read this follower forwarded to its leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Forwarded {
+    /// The service's id for the read.
+    id: ReadId,
+    /// The leader asked, and the term it was asked in: only its answer in that term counts.
+    leader: NodeId,
+    term: Term,
+    /// Ticks left before the read times out.
+    ticks: u32,
+}
+
 /// The read queues of one node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReadTracker {
     /// The latest round started by this node (rounds are numbered from 1; 0 means none).
     seq: u64,
@@ -40,11 +52,26 @@ pub(crate) struct ReadTracker {
     round: Option<ReadRound>,
     /// Confirmed local reads, with their read index, waiting until it is applied.
     ready: Vec<(ReadId, LogIndex)>,
-    /// Follower: reads forwarded to the leader, with the ticks left before they time out.
-    forwarded: BTreeMap<ReadId, u32>,
+    /// Follower: reads forwarded to the leader, by forwarding id.
+    forwarded: BTreeMap<u64, Forwarded>,
+    /// The next forwarding id.
+    next_forward_id: u64,
 }
 
 impl ReadTracker {
+    /// Empty queues; forwarding ids start at `first_forward_id`, which should differ between
+    /// two starts of the node (the node draws it from its seeded generator).
+    pub fn new(first_forward_id: u64) -> Self {
+        Self {
+            seq: 0,
+            unconfirmed: Vec::new(),
+            round: None,
+            ready: Vec::new(),
+            forwarded: BTreeMap::new(),
+            next_forward_id: first_forward_id,
+        }
+    }
+
     /// The latest round number, carried by every AppendEntries the leader sends.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -111,26 +138,41 @@ impl ReadTracker {
         now
     }
 
-    /// Records a read forwarded to the leader, timing out after `ticks`.
-    pub fn forward(&mut self, id: ReadId, ticks: u32) {
-        self.forwarded.insert(id, ticks);
+    /// Records read `id` forwarded to `leader` in `term`, timing out after `ticks`; returns
+    /// the forwarding id to put in the request.
+    pub fn forward(&mut self, id: ReadId, leader: NodeId, term: Term, ticks: u32) -> u64 {
+        let wire = self.next_forward_id;
+        self.next_forward_id = self.next_forward_id.wrapping_add(1);
+        let forwarded = Forwarded {
+            id,
+            leader,
+            term,
+            ticks,
+        };
+        self.forwarded.insert(wire, forwarded);
+        wire
     }
 
-    /// Removes a forwarded read on the leader's answer; `false` if it was not pending (a
-    /// duplicate or late answer).
-    pub fn answer_forwarded(&mut self, id: ReadId) -> bool {
-        self.forwarded.remove(&id).is_some()
+    /// Takes the forwarded read that `leader`'s answer in `term` with forwarding id `wire`
+    /// answers, returning the service's id; `None` for a duplicate, late or foreign answer
+    /// (another node's, another term's, or one to an earlier incarnation's request).
+    pub fn answer_forwarded(&mut self, wire: u64, leader: NodeId, term: Term) -> Option<ReadId> {
+        let forwarded = self.forwarded.get(&wire)?;
+        if forwarded.leader != leader || forwarded.term != term {
+            return None;
+        }
+        self.forwarded.remove(&wire).map(|f| f.id)
     }
 
     /// Counts one tick for forwarded reads; returns those that timed out.
     pub fn tick_forwarded(&mut self) -> Vec<ReadId> {
         let mut expired = Vec::new();
-        self.forwarded.retain(|&id, ticks| {
-            *ticks = ticks.saturating_sub(1);
-            if *ticks == 0 {
-                expired.push(id);
+        self.forwarded.retain(|_, forwarded| {
+            forwarded.ticks = forwarded.ticks.saturating_sub(1);
+            if forwarded.ticks == 0 {
+                expired.push(forwarded.id);
             }
-            *ticks > 0
+            forwarded.ticks > 0
         });
         expired
     }
@@ -154,7 +196,7 @@ mod tests {
 
     #[test]
     fn reads_share_rounds_one_at_a_time() {
-        let mut t = ReadTracker::default();
+        let mut t = ReadTracker::new(0);
         assert_eq!(t.start_round(5), None, "nothing queued");
         t.queue(local(1));
         t.queue(local(2));
@@ -171,16 +213,42 @@ mod tests {
 
     #[test]
     fn ready_reads_wait_for_apply_and_forwarded_reads_time_out() {
-        let mut t = ReadTracker::default();
+        let mut t = ReadTracker::new(1000);
         t.push_ready(1, 10);
         t.push_ready(2, 12);
         assert_eq!(t.take_ready(11), vec![(1, 10)]);
         assert_eq!(t.take_ready(12), vec![(2, 12)]);
-        t.forward(7, 2);
-        t.forward(8, 5);
+        let first = t.forward(7, 2, 3, 2);
+        let second = t.forward(8, 2, 3, 5);
+        assert_ne!(first, second);
         assert!(t.tick_forwarded().is_empty());
         assert_eq!(t.tick_forwarded(), vec![7]);
-        assert!(t.answer_forwarded(8));
-        assert!(!t.answer_forwarded(8), "a duplicate answer is not pending");
+        assert_eq!(
+            t.answer_forwarded(second, 3, 3),
+            None,
+            "not the leader asked"
+        );
+        assert_eq!(
+            t.answer_forwarded(second, 2, 4),
+            None,
+            "not the term asked in"
+        );
+        assert_eq!(t.answer_forwarded(second, 2, 3), Some(8));
+        assert_eq!(
+            t.answer_forwarded(second, 2, 3),
+            None,
+            "a duplicate is not pending"
+        );
+    }
+
+    #[test]
+    fn forwarding_ids_of_two_incarnations_do_not_collide() {
+        // Two starts of one node draw different first ids; an answer to the first
+        // incarnation's request matches nothing pending in the second.
+        let mut before = ReadTracker::new(17);
+        let mut after = ReadTracker::new(0xdead_beef);
+        let old_wire = before.forward(1, 2, 3, 10);
+        after.forward(1, 2, 3, 10);
+        assert_eq!(after.answer_forwarded(old_wire, 2, 3), None);
     }
 }

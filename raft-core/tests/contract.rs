@@ -14,7 +14,14 @@ fn candidate_persists_term_and_vote_before_asking_for_votes() {
     for _ in 0..10 {
         node.tick();
     }
-    let actions = node.take_actions();
+    let first = node.take_actions();
+    assert!(
+        sends(&first).is_empty(),
+        "vote requests wait for the term and self-vote to be durable: {first:?}"
+    );
+    node.persisted(last_persist_id(&first));
+    let mut actions = first;
+    actions.extend(node.take_actions());
     let persist = position(
         &actions,
         |a| matches!(a, Action::Persist(PersistUpdate { hard_state: Some(hs), .. }) if hs.term == 1 && hs.voted_for == Some(1)),
@@ -45,7 +52,16 @@ fn vote_is_durable_before_it_is_granted_and_granted_once_per_term() {
         },
     };
     node.step(request(1));
-    let actions = node.take_actions();
+    let first = node.take_actions();
+    assert!(
+        sends(&first).is_empty(),
+        "the grant waits for the vote to be durable: {first:?}"
+    );
+    // A driver that reports an unrelated older write (none here) releases nothing; the report
+    // of the vote's own write does.
+    node.persisted(last_persist_id(&first));
+    let mut actions = first;
+    actions.extend(node.take_actions());
     let persist = position(
         &actions,
         |a| matches!(a, Action::Persist(PersistUpdate { hard_state: Some(hs), .. }) if hs.voted_for == Some(1)),
@@ -79,6 +95,10 @@ fn vote_is_durable_before_it_is_granted_and_granted_once_per_term() {
             ..
         }]
     ));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Persist(_))),
+        "a repeated grant writes nothing: {actions:?}"
+    );
 }
 
 #[test]
@@ -102,7 +122,7 @@ fn vote_refused_to_a_less_up_to_date_candidate() {
                 last_log_term,
             },
         });
-        let actions = fresh.take_actions();
+        let actions = take_and_persist(&mut fresh);
         assert!(
             matches!(sends(&actions)[..], [Message { body: MessageBody::VoteResponse { granted }, .. }] if *granted == expected),
             "candidate ({last_log_index}, {last_log_term}): {actions:?}"
@@ -119,6 +139,7 @@ fn leader_sends_appends_before_its_own_write_and_counts_itself_only_once_durable
         to: 1,
         term: 1,
         body: MessageBody::AppendResponse {
+            request_term: 1,
             result: AppendResult::Accepted { match_index: 1 },
             read_seq: 0,
         },
@@ -135,6 +156,10 @@ fn leader_sends_appends_before_its_own_write_and_counts_itself_only_once_durable
         |a| matches!(a, Action::Persist(u) if u.entries.iter().any(|e| e.index == index)),
     );
     assert!(append < persist, "{actions:?}");
+    let Action::Persist(update) = &actions[persist] else {
+        unreachable!("found above")
+    };
+    let persist_id = update.id;
     // Node 2 acknowledges the entry: with the leader's own copy not yet durable that is one
     // copy of the two a majority of three needs.
     node.step(Message {
@@ -142,6 +167,7 @@ fn leader_sends_appends_before_its_own_write_and_counts_itself_only_once_durable
         to: 1,
         term: 1,
         body: MessageBody::AppendResponse {
+            request_term: 1,
             result: AppendResult::Accepted { match_index: index },
             read_seq: 0,
         },
@@ -150,7 +176,7 @@ fn leader_sends_appends_before_its_own_write_and_counts_itself_only_once_durable
         node.commit_index() < index,
         "committed without the leader's own durable copy"
     );
-    node.persisted(index, 1);
+    node.persisted(persist_id);
     assert_eq!(node.commit_index(), index);
     let actions = node.take_actions();
     assert!(actions
@@ -159,9 +185,9 @@ fn leader_sends_appends_before_its_own_write_and_counts_itself_only_once_durable
 }
 
 #[test]
-fn follower_persists_entries_before_acknowledging_them() {
+fn follower_acknowledges_entries_only_once_they_are_durable_whichever_list_wrote_them() {
     let mut node = RaftNode::new(config(2, &[1, 2, 3])).unwrap();
-    node.step(Message {
+    let request = Message {
         from: 1,
         to: 2,
         term: 1,
@@ -172,26 +198,124 @@ fn follower_persists_entries_before_acknowledging_them() {
             leader_commit: 1,
             read_seq: 0,
         },
-    });
-    let actions = node.take_actions();
-    let persist = position(
-        &actions,
-        |a| matches!(a, Action::Persist(u) if u.entries.len() == 2),
+    };
+    node.step(request.clone());
+    let first = node.take_actions();
+    assert!(
+        first
+            .iter()
+            .any(|a| matches!(a, Action::Persist(u) if u.entries.len() == 2)),
+        "{first:?}"
     );
-    let ack = position(&actions, |a| {
-        matches!(
-            a,
-            Action::Send(Message {
-                body: MessageBody::AppendResponse {
+    assert!(
+        sends(&first).is_empty(),
+        "no acknowledgement before the write is durable: {first:?}"
+    );
+    // Committed entries go to the state machine without waiting for this node's disk.
+    assert!(
+        first
+            .iter()
+            .any(|a| matches!(a, Action::Apply(e) if e.len() == 1)),
+        "{first:?}"
+    );
+    // A duplicate of the request arrives while the write is in flight: the entries are in
+    // memory already, so nothing new is written, but the answer must wait for the same write.
+    node.step(request);
+    let second = node.take_actions();
+    assert!(
+        second.is_empty(),
+        "a duplicate is not acknowledged before the earlier list's write is durable: {second:?}"
+    );
+    node.persisted(last_persist_id(&first));
+    let released = node.take_actions();
+    let acks = sends(&released)
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.body,
+                MessageBody::AppendResponse {
+                    request_term: 1,
                     result: AppendResult::Accepted { match_index: 2 },
                     read_seq: 0
-                },
-                ..
-            })
-        )
+                }
+            )
+        })
+        .count();
+    assert_eq!(acks, 2, "{released:?}");
+}
+
+#[test]
+fn held_acknowledgement_is_dropped_when_the_term_moves_on_before_the_write_completes() {
+    let mut node = RaftNode::new(config(2, &[1, 2, 3])).unwrap();
+    node.step(append((0, 0), vec![entry(1, 1), entry(2, 1)], 1));
+    let first = node.take_actions();
+    // A leader of term 2 replaces entry 2 before the first write completes.
+    node.step(Message {
+        from: 3,
+        to: 2,
+        term: 2,
+        body: MessageBody::AppendRequest {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![entry(2, 2)],
+            leader_commit: 0,
+            read_seq: 0,
+        },
     });
-    let apply = position(&actions, |a| matches!(a, Action::Apply(e) if e.len() == 1));
-    assert!(persist < ack && persist < apply, "{actions:?}");
+    let second = node.take_actions();
+    node.persisted(last_persist_id(&second));
+    let released = node.take_actions();
+    assert!(
+        sends(&released).iter().all(|m| m.term == 2 && m.to == 3),
+        "the term-1 acknowledgement of an entry since replaced must not leave: {released:?}"
+    );
+    assert_eq!(
+        sends(&released).len(),
+        1,
+        "{first:?} {second:?} {released:?}"
+    );
+}
+
+#[test]
+fn snapshot_acknowledged_for_committed_entries_waits_for_their_write() {
+    let mut node = RaftNode::new(config(2, &[1, 2, 3])).unwrap();
+    // Entries 1-3 arrive, committed up to 3, and their write is still in flight.
+    let mut request = append((0, 0), vec![entry(1, 1), entry(2, 1), entry(3, 1)], 1);
+    if let MessageBody::AppendRequest { leader_commit, .. } = &mut request.body {
+        *leader_commit = 3;
+    }
+    node.step(request);
+    let first = node.take_actions();
+    // A snapshot up to 2 arrives: "Installed" (everything it covers is committed here) promises
+    // those entries are durable, so it waits for the write.
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::InstallSnapshotRequest {
+            meta: raft_core::SnapshotMeta {
+                last_index: 2,
+                last_term: 1,
+            },
+            offset: 0,
+            data: vec![1, 2, 3],
+            done: true,
+        },
+    });
+    let second = node.take_actions();
+    assert!(sends(&second).is_empty(), "{second:?}");
+    node.persisted(last_persist_id(&first));
+    let released = node.take_actions();
+    assert!(
+        sends(&released).iter().any(|m| matches!(
+            m.body,
+            MessageBody::InstallSnapshotResponse {
+                result: raft_core::SnapshotResult::Installed,
+                ..
+            }
+        )),
+        "{released:?}"
+    );
 }
 
 #[test]
@@ -209,6 +333,7 @@ fn stale_append_never_truncates_matching_entries() {
         sends(&actions)[..],
         [Message {
             body: MessageBody::AppendResponse {
+                request_term: _,
                 result: AppendResult::Accepted { match_index: 2 },
                 read_seq: 0
             },
@@ -241,6 +366,7 @@ fn rejection_carries_conflict_hints() {
             sends(&actions)[..],
             [Message {
                 body: MessageBody::AppendResponse {
+                    request_term: _,
                     result: AppendResult::Rejected {
                         prev_log_index: 4,
                         conflict_term: Some(2),
@@ -260,6 +386,7 @@ fn rejection_carries_conflict_hints() {
             sends(&actions)[..],
             [Message {
                 body: MessageBody::AppendResponse {
+                    request_term: _,
                     result: AppendResult::Rejected {
                         conflict_term: None,
                         conflict_index: 5,
@@ -283,6 +410,7 @@ fn leader_resends_an_append_that_was_lost() {
         to: 1,
         term: 1,
         body: MessageBody::AppendResponse {
+            request_term: 1,
             result: AppendResult::Accepted { match_index: 1 },
             read_seq: 0,
         },
@@ -313,6 +441,7 @@ fn leader_resends_an_append_that_was_lost() {
                         to: 1,
                         term: 1,
                         body: MessageBody::AppendResponse {
+                            request_term: 1,
                             result: AppendResult::Accepted {
                                 match_index: *prev_log_index,
                             },
@@ -334,6 +463,7 @@ fn higher_term_makes_a_leader_step_down_and_persist_the_term() {
         to: 1,
         term: 7,
         body: MessageBody::AppendResponse {
+            request_term: 7,
             result: AppendResult::Rejected {
                 prev_log_index: 0,
                 conflict_term: None,
@@ -416,9 +546,7 @@ fn single_node_cluster_commits_after_its_own_write() {
         for action in node.take_actions() {
             match action {
                 Action::Persist(update) => {
-                    if let Some((i, t)) = update.last_entry() {
-                        node.persisted(i, t);
-                    }
+                    node.persisted(update.id);
                 }
                 Action::Apply(entries) => applied.extend(entries),
                 Action::Send(m) => panic!("nobody to send to: {m:?}"),
@@ -455,6 +583,7 @@ fn leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
             to: 1,
             term: 4,
             body: MessageBody::AppendResponse {
+                request_term: 4,
                 result: AppendResult::Accepted { match_index: 2 },
                 read_seq: 0,
             },
@@ -472,6 +601,7 @@ fn leader_never_commits_an_earlier_term_entry_by_counting_replicas() {
             to: 1,
             term: 4,
             body: MessageBody::AppendResponse {
+                request_term: 4,
                 result: AppendResult::Accepted { match_index: 3 },
                 read_seq: 0,
             },
@@ -543,7 +673,7 @@ fn pre_vote_majority_starts_a_real_election() {
     });
     assert_eq!(node.role(), Role::Candidate);
     assert_eq!(node.term(), 1);
-    let actions = node.take_actions();
+    let actions = take_and_persist(&mut node);
     assert_eq!(
         sends(&actions)
             .iter()
@@ -609,6 +739,7 @@ fn leader_without_a_quorum_steps_down() {
             to: 1,
             term: 1,
             body: MessageBody::AppendResponse {
+                request_term: 1,
                 result: AppendResult::Rejected {
                     prev_log_index: 0,
                     conflict_term: None,
@@ -677,7 +808,7 @@ fn candidate_resends_vote_requests_to_voters_that_have_not_answered() {
         node.tick();
     }
     assert_eq!(node.role(), Role::Candidate);
-    let first = node.take_actions();
+    let first = take_and_persist(&mut node);
     assert_eq!(sends(&first).len(), 2);
     // Node 2 refuses; node 3's answer is lost.
     node.step(Message {
@@ -703,4 +834,39 @@ fn candidate_resends_vote_requests_to_voters_that_have_not_answered() {
         body: MessageBody::VoteResponse { granted: true },
     });
     assert!(node.is_leader());
+}
+
+/// A candidate that can send but not receive resends its vote requests every heartbeat interval;
+/// a voter that restarted its election timer on every repeated grant would never time out, and
+/// with pre-vote off no one else could ever be elected (found by an outside check).
+#[test]
+fn a_repeated_grant_does_not_restart_the_voters_election_timer() {
+    let mut node = follower_with(vec![entry(1, 1)], 1);
+    let request = Message {
+        from: 3,
+        to: 2,
+        term: 2,
+        body: MessageBody::VoteRequest {
+            last_log_index: 1,
+            last_log_term: 1,
+        },
+    };
+    node.step(request.clone());
+    let granted = take_and_persist(&mut node);
+    assert!(sends(&granted)
+        .iter()
+        .any(|m| m.body == MessageBody::VoteResponse { granted: true }));
+    for _ in 0..6 {
+        node.tick();
+        node.step(request.clone()); // the deaf candidate asks again
+        take_and_persist(&mut node);
+    }
+    for _ in 0..5 {
+        node.tick();
+    }
+    assert_eq!(
+        node.role(),
+        Role::Candidate,
+        "repeated requests of one candidate kept the voter from ever timing out"
+    );
 }

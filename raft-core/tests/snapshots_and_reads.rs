@@ -9,24 +9,34 @@ use raft_core::{
     PersistUpdate, RaftNode, ReadError, SnapshotMeta, SnapshotResult,
 };
 
-/// Carries out the node's persists on `disk` (reporting them durable) and returns every action.
+/// Carries out the node's persists on `disk` (reporting them durable) and returns every action,
+/// those the reports released included.
 fn run_on_disk(node: &mut RaftNode, disk: &mut DurableState) -> Vec<Action> {
-    let actions = node.take_actions();
-    for action in &actions {
-        if let Action::Persist(update) = action {
-            disk.apply(update)
-                .expect("persists continue the stored state");
-            if let Some((index, term)) = update.last_entry() {
-                node.persisted(index, term);
+    let mut actions = Vec::new();
+    loop {
+        let batch = node.take_actions();
+        if batch.is_empty() {
+            return actions;
+        }
+        for action in &batch {
+            if let Action::Persist(update) = action {
+                disk.apply(update)
+                    .expect("persists continue the stored state");
+                node.persisted(update.id);
             }
         }
+        actions.extend(batch);
     }
-    actions
 }
 
-/// A message from `from` to node 1 in node 1's term.
-fn to_leader(node: &mut RaftNode, from: u64, body: MessageBody) {
+/// A message from `from` to node 1 in node 1's term (an answer: to a request of that term).
+fn to_leader(node: &mut RaftNode, from: u64, mut body: MessageBody) {
     let term = node.term();
+    if let MessageBody::AppendResponse { request_term, .. }
+    | MessageBody::InstallSnapshotResponse { request_term, .. } = &mut body
+    {
+        *request_term = term;
+    }
     node.step(Message {
         from,
         to: 1,
@@ -37,6 +47,7 @@ fn to_leader(node: &mut RaftNode, from: u64, body: MessageBody) {
 
 fn accepted(match_index: u64, read_seq: u64) -> MessageBody {
     MessageBody::AppendResponse {
+        request_term: 0, // set by `to_leader`
         result: AppendResult::Accepted { match_index },
         read_seq,
     }
@@ -45,6 +56,7 @@ fn accepted(match_index: u64, read_seq: u64) -> MessageBody {
 /// A follower's rejection of an append after index 0: its log is empty.
 fn nothing_at_1(read_seq: u64) -> MessageBody {
     MessageBody::AppendResponse {
+        request_term: 0, // set by `to_leader`
         result: AppendResult::Rejected {
             prev_log_index: 0,
             conflict_term: None,
@@ -204,6 +216,7 @@ fn follower_assembles_chunks_in_order_and_keeps_a_matching_suffix() {
             a,
             Action::Send(Message {
                 body: MessageBody::InstallSnapshotResponse {
+                    request_term: _,
                     last_index: 3,
                     result: SnapshotResult::Installed
                 },
@@ -300,6 +313,7 @@ fn leader_sends_its_snapshot_one_bounded_chunk_at_a_time() {
         &mut node,
         3,
         MessageBody::InstallSnapshotResponse {
+            request_term: 0, // set by `to_leader`
             last_index: 4,
             result: SnapshotResult::Installed,
         },
@@ -364,6 +378,7 @@ fn snapshot_chunks_respect_the_configured_size() {
             &mut node,
             3,
             MessageBody::InstallSnapshotResponse {
+                request_term: 0, // set by `to_leader`
                 last_index: 1,
                 result,
             },
@@ -443,6 +458,46 @@ fn a_rejection_in_the_same_term_still_confirms_leadership() {
     assert_eq!(ready(&node.take_actions()), [(1, 1)]);
 }
 
+/// The answer to a request of an earlier term (this node's earlier leadership, or its earlier
+/// incarnation's) counts for nothing, even when the answering node's term equals the leader's
+/// current one: it was found by an outside check where a restarted leader completed a read round
+/// with a stale echo and served a stale read.
+#[test]
+fn answers_to_requests_of_an_earlier_term_confirm_no_read_and_no_contact() {
+    let mut node = committed_leader();
+    node.read_index(1);
+    node.take_actions();
+    let term = node.term();
+    for body in [accepted(1, 8), nothing_at_1(8)] {
+        let MessageBody::AppendResponse {
+            result, read_seq, ..
+        } = body
+        else {
+            unreachable!("built above")
+        };
+        // Node 3 has not answered anything of this term yet.
+        node.step(Message {
+            from: 3,
+            to: 1,
+            term,
+            body: MessageBody::AppendResponse {
+                request_term: term - 1,
+                result,
+                read_seq,
+            },
+        });
+    }
+    assert!(
+        ready(&node.take_actions()).is_empty(),
+        "a stale echo confirmed a read round"
+    );
+    assert_eq!(node.progress(3).map(|p| p.read_seq_acked), Some(0));
+    assert_eq!(node.progress(3).map(|p| p.recent_active), Some(false));
+    // The real answer of this term still confirms the round.
+    to_leader(&mut node, 2, accepted(1, 1));
+    assert_eq!(ready(&node.take_actions()), [(1, 1)]);
+}
+
 #[test]
 fn stepping_down_fails_unconfirmed_reads() {
     let mut node = committed_leader();
@@ -477,21 +532,55 @@ fn followers_forward_reads_and_serve_them_after_applying_the_read_index() {
     node.take_actions();
     node.read_index(9);
     let actions = node.take_actions();
-    assert!(
-        sends(&actions)
-            .iter()
-            .any(|m| m.to == 1 && m.body == MessageBody::ReadIndexRequest { id: 9 }),
-        "{actions:?}"
-    );
+    let wire = sends(&actions)
+        .iter()
+        .find_map(|m| match m.body {
+            MessageBody::ReadIndexRequest { id } if m.to == 1 => Some(id),
+            _ => None,
+        })
+        .expect("the read is forwarded to the leader");
+    let answer = |from: u64, term: u64, id: u64| Message {
+        from,
+        to: 2,
+        term,
+        body: MessageBody::ReadIndexResponse { id, index: Some(2) },
+    };
+    // Answers that do not belong to this forwarding count for nothing: another node's, one
+    // carrying a forwarding id of another incarnation (here the service's own id).
+    node.step(answer(3, 1, wire));
+    if wire != 9 {
+        node.step(answer(1, 1, 9));
+    }
     node.step(Message {
         from: 1,
         to: 2,
         term: 1,
-        body: MessageBody::ReadIndexResponse {
-            id: 9,
-            index: Some(2),
+        body: MessageBody::AppendRequest {
+            prev_log_index: 2,
+            prev_log_term: 1,
+            entries: vec![],
+            leader_commit: 2,
+            read_seq: 0,
         },
     });
+    assert!(
+        ready(&node.take_actions()).is_empty(),
+        "released by an answer to another request"
+    );
+    // Back to a state where index 2 is not applied: a fresh follower, the real answer.
+    let mut node = follower_with(vec![entry(1, 1), entry(2, 1)], 1);
+    node.step(append((2, 1), vec![], 1));
+    node.take_actions();
+    node.read_index(9);
+    let actions = node.take_actions();
+    let wire = sends(&actions)
+        .iter()
+        .find_map(|m| match m.body {
+            MessageBody::ReadIndexRequest { id } => Some(id),
+            _ => None,
+        })
+        .expect("the read is forwarded to the leader");
+    node.step(answer(1, 1, wire));
     assert!(
         ready(&node.take_actions()).is_empty(),
         "index 2 not applied"

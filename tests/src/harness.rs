@@ -222,6 +222,24 @@ impl Sim {
     }
 }
 
+impl Sim {
+    /// Once the network has calmed (healed and reliable), no read may wait forever: runs for
+    /// `within` and fails if a read requested before now, at a node still running in the
+    /// incarnation asked, is still unanswered (neither served nor failed).
+    pub fn check_reads_settle(&mut self, within: Millis) -> Outcome {
+        let asked_by = self.now();
+        self.sleep(within)?;
+        let stuck = self.unsettled_reads(asked_by);
+        if !stuck.is_empty() {
+            return Err(self.failure(format!(
+                "reads {stuck:?} still unanswered {within} ms after the network calmed [{}]",
+                self.describe()
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn describe(command: &[u8]) -> String {
     match <[u8; 8]>::try_from(command) {
         Ok(bytes) => u64::from_le_bytes(bytes).to_string(),

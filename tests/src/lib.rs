@@ -27,4 +27,4 @@ pub mod sim;
 
 pub use harness::{cmd, Failure, Outcome};
 pub use network::{NetConfig, NetStats, Topology};
-pub use sim::{Millis, Note, ReadOutcome, Sim, SimConfig, ToyState};
+pub use sim::{DriverMode, Millis, Note, ReadOutcome, Sim, SimConfig, ToyState};

@@ -16,6 +16,15 @@ pub struct NetConfig {
     /// not held back: with both legs of every round trip delayed that long, no election
     /// timeout of a few hundred milliseconds could ever complete an election.
     pub long_reordering: bool,
+    /// Probability that any message, request or response, is held back a further 200-2199 ms
+    /// (on top of `long_reordering`, which holds back responses only). A rate of a few percent
+    /// keeps elections possible while old requests keep arriving long after they were sent.
+    pub long_delay_rate: f64,
+    /// Probability, at each send, that the network also delivers a copy of a random earlier
+    /// message of the run (from the simulator's record, which includes messages sent by
+    /// earlier incarnations of restarted nodes), as a network that keeps packets for a long
+    /// time would.
+    pub replay_rate: f64,
 }
 
 impl NetConfig {
@@ -26,6 +35,8 @@ impl NetConfig {
             duplicate_rate: 0.0,
             delay_ms: (0, 2),
             long_reordering: false,
+            long_delay_rate: 0.0,
+            replay_rate: 0.0,
         }
     }
 
@@ -37,6 +48,8 @@ impl NetConfig {
             duplicate_rate: 0.02,
             delay_ms: (0, 26),
             long_reordering: false,
+            long_delay_rate: 0.0,
+            replay_rate: 0.0,
         }
     }
 
@@ -55,8 +68,10 @@ impl NetConfig {
             .map(|_| {
                 let mut delay = rng.range(self.delay_ms.0, self.delay_ms.1 + 1);
                 if self.long_reordering && !is_request && rng.chance(2.0 / 3.0) {
-                    let spread = rng.range(0, 2000);
-                    delay += 200 + rng.range(0, spread + 1);
+                    delay += long_hold(rng);
+                }
+                if rng.chance(self.long_delay_rate) {
+                    delay += long_hold(rng);
                 }
                 delay
             })
@@ -64,13 +79,22 @@ impl NetConfig {
     }
 }
 
-/// Which links work: a node can be disconnected entirely, and connected nodes can be split into
-/// partition groups. A message passes only between two connected nodes of the same group, both
-/// when it is sent and when it arrives.
+/// A hold of 200-2199 ms, skewed toward short holds (the labs' long reordering).
+fn long_hold(rng: &mut SplitMix64) -> u64 {
+    let spread = rng.range(0, 2000);
+    200 + rng.range(0, spread + 1)
+}
+
+/// Which links work: a node can be disconnected entirely, connected nodes can be split into
+/// partition groups, and single links can be cut in one direction only (a node that can send
+/// but not receive, or the reverse). A message passes only between two connected nodes of the
+/// same group over a link that is not cut, both when it is sent and when it arrives.
 #[derive(Clone, Debug)]
 pub struct Topology {
     connected: Vec<bool>,
     group: Vec<u32>,
+    /// `cut[from * n + to]`: the link from `from` to `to` is cut (one way).
+    cut: Vec<bool>,
 }
 
 impl Topology {
@@ -79,12 +103,27 @@ impl Topology {
         Self {
             connected: vec![true; nodes],
             group: vec![0; nodes],
+            cut: vec![false; nodes * nodes],
         }
     }
 
     /// Whether a message can pass from `a` to `b` (0-based slots).
     pub fn link_ok(&self, a: usize, b: usize) -> bool {
-        self.connected[a] && self.connected[b] && self.group[a] == self.group[b]
+        self.connected[a]
+            && self.connected[b]
+            && self.group[a] == self.group[b]
+            && !self.cut[a * self.connected.len() + b]
+    }
+
+    /// Cuts (or restores) the link from `from` to `to` in that direction only.
+    pub fn set_one_way_cut(&mut self, from: usize, to: usize, cut: bool) {
+        let n = self.connected.len();
+        self.cut[from * n + to] = cut;
+    }
+
+    /// Number of links cut one way.
+    pub fn one_way_cuts(&self) -> usize {
+        self.cut.iter().filter(|&&c| c).count()
     }
 
     /// Whether node `i` is connected.
@@ -114,10 +153,11 @@ impl Topology {
         }
     }
 
-    /// Heals every partition and reconnects every node.
+    /// Heals every partition, restores every one-way cut and reconnects every node.
     pub fn heal(&mut self) {
         self.connected.iter_mut().for_each(|c| *c = true);
         self.group.iter_mut().for_each(|g| *g = 0);
+        self.cut.iter_mut().for_each(|c| *c = false);
     }
 }
 

@@ -11,8 +11,9 @@ use std::hash::{Hash, Hasher};
 
 use raft_core::rng::SplitMix64;
 use raft_core::{
-    Action, CompactError, Config, DurableState, Entry, LogIndex, Message, NodeId, PersistUpdate,
-    RaftNode, ReadError, ReadId, Role, Snapshot, Term,
+    Action, AppendResult, CompactError, Config, DurableState, Entry, Lane, LogIndex, Message,
+    MessageBody, NodeId, PersistUpdate, RaftNode, ReadError, ReadId, Role, Snapshot,
+    SnapshotResult, Term,
 };
 use tracing::debug;
 
@@ -21,6 +22,23 @@ use crate::network::{NetConfig, NetStats, Topology};
 
 /// Simulated milliseconds.
 pub type Millis = u64;
+
+/// How the simulated driver carries out a node's actions (see `raft_core::action` for the
+/// contract each mode must respect).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverMode {
+    /// One action at a time in stream order, each write durable (and reported) before the next
+    /// action starts: the most conservative reading of the contract.
+    Sequential,
+    /// As far as the contract allows: three independent lanes. Writes start at once, several in
+    /// flight, becoming durable in order; messages leave at once; state-machine actions run at
+    /// once, in order.
+    Lanes,
+    /// The lanes of [`DriverMode::Lanes`], each started at a random depth: every time the node
+    /// produces actions, each lane carries out a random number of its waiting actions and the
+    /// rest a few milliseconds later, so every interleaving the contract allows gets a chance.
+    RandomDepth,
+}
 
 /// Parameters of a simulated cluster.
 #[derive(Clone, Debug)]
@@ -65,6 +83,8 @@ pub struct SimConfig {
     pub snapshot_chunk_bytes: usize,
     /// Bytes of entries in flight per follower handed to the nodes.
     pub max_inflight_bytes: usize,
+    /// How the driver carries out actions.
+    pub driver: DriverMode,
 }
 
 impl SimConfig {
@@ -90,6 +110,7 @@ impl SimConfig {
             snapshot_padding: 0,
             snapshot_chunk_bytes: 16 * 1024,
             max_inflight_bytes: 1 << 20,
+            driver: DriverMode::Sequential,
         }
     }
 }
@@ -151,16 +172,37 @@ struct ReadRecord {
     incarnation: u64,
     /// Entries known committed when the read was requested: the read must observe them all.
     required: LogIndex,
+    /// When the read was requested.
+    at: Millis,
     outcome: ReadOutcome,
 }
 
 #[derive(Debug)]
 enum EventKind {
-    Tick { slot: usize, incarnation: u64 },
-    Deliver { message: Message },
-    DiskDone { slot: usize, incarnation: u64 },
-    Crash { slot: usize, incarnation: u64 },
-    Restart { slot: usize, incarnation: u64 },
+    Tick {
+        slot: usize,
+        incarnation: u64,
+    },
+    Deliver {
+        message: Message,
+    },
+    DiskDone {
+        slot: usize,
+        incarnation: u64,
+    },
+    /// The random-depth driver continues with the actions it left waiting.
+    Wake {
+        slot: usize,
+        incarnation: u64,
+    },
+    Crash {
+        slot: usize,
+        incarnation: u64,
+    },
+    Restart {
+        slot: usize,
+        incarnation: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -192,10 +234,21 @@ struct Slot {
     node: Option<RaftNode>,
     incarnation: u64,
     disk: DurableState,
-    /// Actions waiting to be carried out, in order.
+    /// Actions waiting to be carried out, in order (every lane, in sequential mode; the state
+    /// machine lane otherwise).
     queue: VecDeque<Action>,
-    /// A write in progress; later actions wait for it.
-    writing: Option<PersistUpdate>,
+    /// Lane drivers: writes and messages waiting to start.
+    storage_queue: VecDeque<PersistUpdate>,
+    network_queue: VecDeque<Message>,
+    /// Writes in progress, oldest first; they become durable in this order. In sequential mode
+    /// at most one, and later actions wait for it.
+    writing: VecDeque<PersistUpdate>,
+    /// When the newest write in progress completes (writes complete in order).
+    last_write_done: Millis,
+    /// A `Wake` event is scheduled (random-depth driver).
+    wake_pending: bool,
+    /// Highest commit index of this incarnation already checked against the disks.
+    commit_checked: LogIndex,
     /// Every entry this machine ever applied (or received in a snapshot), by index, kept across
     /// crashes like the labs' `logs[i]`: what `n_committed` counts.
     applied: Vec<Option<Entry>>,
@@ -261,6 +314,56 @@ pub struct Sim {
     next_read_id: ReadId,
     /// Extra delay on every message to or from each node (a slow link).
     node_delay_ms: Vec<Millis>,
+    /// Extra delay on each directed link, `[from * n + to]`.
+    link_delay_ms: Vec<Millis>,
+    /// Earlier messages of the run, for replays: a uniform sample of the whole run (reservoir)
+    /// and the latest few of each directed link, earlier incarnations' included.
+    history: MessageHistory,
+}
+
+/// Messages recorded for replay.
+#[derive(Default)]
+struct MessageHistory {
+    sample: Vec<Message>,
+    seen: u64,
+    recent: BTreeMap<(NodeId, NodeId), VecDeque<Message>>,
+}
+
+/// Messages kept in the uniform sample of the run.
+const HISTORY_SAMPLE: usize = 512;
+/// Latest messages kept per directed link.
+const HISTORY_PER_LINK: usize = 8;
+/// Messages larger than this (encoded) are not recorded, to bound memory.
+const HISTORY_MAX_BYTES: u64 = 16 * 1024;
+
+impl MessageHistory {
+    fn record(&mut self, message: &Message, rng: &mut SplitMix64) {
+        self.seen += 1;
+        if self.sample.len() < HISTORY_SAMPLE {
+            self.sample.push(message.clone());
+        } else {
+            let k = rng.range(0, self.seen) as usize;
+            if k < HISTORY_SAMPLE {
+                self.sample[k] = message.clone();
+            }
+        }
+        let link = self.recent.entry((message.from, message.to)).or_default();
+        if link.len() == HISTORY_PER_LINK {
+            link.pop_front();
+        }
+        link.push_back(message.clone());
+    }
+
+    fn len(&self) -> usize {
+        self.sample.len() + self.recent.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    fn get(&self, k: usize) -> Option<&Message> {
+        if k < self.sample.len() {
+            return self.sample.get(k);
+        }
+        self.recent.values().flatten().nth(k - self.sample.len())
+    }
 }
 
 /// Events at one simulated instant beyond which the run is declared livelocked: nodes that keep
@@ -290,7 +393,12 @@ impl Sim {
                     incarnation: 0,
                     disk: DurableState::default(),
                     queue: VecDeque::new(),
-                    writing: None,
+                    storage_queue: VecDeque::new(),
+                    network_queue: VecDeque::new(),
+                    writing: VecDeque::new(),
+                    last_write_done: 0,
+                    wake_pending: false,
+                    commit_checked: 0,
                     applied: Vec::new(),
                     state: ToyState::default(),
                 })
@@ -312,6 +420,8 @@ impl Sim {
             reads: BTreeMap::new(),
             next_read_id: 1,
             node_delay_ms: vec![0; n],
+            link_delay_ms: vec![0; n * n],
+            history: MessageHistory::default(),
             config,
         };
         for slot in 0..n {
@@ -481,6 +591,88 @@ impl Sim {
         self.node_delay_ms[slot] = extra;
     }
 
+    /// Adds `extra` milliseconds to the delivery of every message from `from` to `to` (one
+    /// direction only).
+    pub fn set_link_delay(&mut self, from: usize, to: usize, extra: Millis) {
+        let n = self.len();
+        self.link_delay_ms[from * n + to] = extra;
+    }
+
+    /// Cuts the link from `from` to `to` in that direction only: `to` no longer hears `from`,
+    /// while `from` still hears `to`. [`heal`](Self::heal) restores it.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) {
+        debug!(t = self.now, from = from + 1, to = to + 1, "cut one way");
+        self.topology.set_one_way_cut(from, to, true);
+    }
+
+    /// Restores the link from `from` to `to`.
+    pub fn restore_one_way(&mut self, from: usize, to: usize) {
+        debug!(
+            t = self.now,
+            from = from + 1,
+            to = to + 1,
+            "restore one way"
+        );
+        self.topology.set_one_way_cut(from, to, false);
+    }
+
+    /// `slot` can still send to everyone but hears no one.
+    pub fn deafen(&mut self, slot: usize) {
+        for other in (0..self.len()).filter(|&o| o != slot) {
+            self.cut_one_way(other, slot);
+        }
+    }
+
+    /// Everyone still reaches `slot`, but no one hears it.
+    pub fn mute(&mut self, slot: usize) {
+        for other in (0..self.len()).filter(|&o| o != slot) {
+            self.cut_one_way(slot, other);
+        }
+    }
+
+    /// Number of links currently cut in one direction.
+    pub fn one_way_cuts(&self) -> usize {
+        self.topology.one_way_cuts()
+    }
+
+    /// Earlier messages of the run that `pred` selects, from the simulator's record: a uniform
+    /// sample of the whole run plus the latest few of each directed link, including messages
+    /// sent by earlier incarnations of nodes that restarted since.
+    pub fn recorded_messages(&self, pred: impl Fn(&Message) -> bool) -> Vec<Message> {
+        let mut found: Vec<Message> = Vec::new();
+        for k in 0..self.history.len() {
+            if let Some(message) = self.history.get(k) {
+                if pred(message) && !found.contains(message) {
+                    found.push(message.clone());
+                }
+            }
+        }
+        found
+    }
+
+    /// Delivers `message` (typically an old one, see
+    /// [`recorded_messages`](Self::recorded_messages)) again after `delay` milliseconds, as a
+    /// network that kept it would. It passes only if the link is up when it arrives.
+    pub fn redeliver(&mut self, message: Message, delay: Millis) {
+        debug!(t = self.now, ?message, delay, "replay");
+        self.schedule(delay, EventKind::Deliver { message });
+    }
+
+    /// Delivers `count` random earlier messages of the run again, each after 0-50 ms.
+    pub fn replay_random(&mut self, count: usize) {
+        for _ in 0..count {
+            let len = self.history.len() as u64;
+            if len == 0 {
+                return;
+            }
+            let k = self.rng.range(0, len) as usize;
+            if let Some(message) = self.history.get(k).cloned() {
+                let delay = self.rng.range(0, 51);
+                self.redeliver(message, delay);
+            }
+        }
+    }
+
     /// Cuts `slot` off from every other node.
     pub fn disconnect(&mut self, slot: usize) {
         debug!(t = self.now, node = slot + 1, "disconnect");
@@ -513,7 +705,11 @@ impl Sim {
         s.node = None;
         s.incarnation += 1;
         s.queue.clear();
-        s.writing = None;
+        s.storage_queue.clear();
+        s.network_queue.clear();
+        s.writing.clear();
+        s.wake_pending = false;
+        s.commit_checked = 0;
         s.state = ToyState::default();
         self.checker.on_crash(slot);
     }
@@ -612,6 +808,7 @@ impl Sim {
             slot,
             incarnation: self.slots[slot].incarnation,
             required: self.checker.committed().len() as LogIndex,
+            at: self.now,
             outcome: ReadOutcome::Pending,
         };
         self.reads.insert(id, record);
@@ -627,6 +824,21 @@ impl Sim {
         self.reads
             .get(&id)
             .map_or(ReadOutcome::Pending, |r| r.outcome.clone())
+    }
+
+    /// Reads still waiting for an answer from a node that runs in the incarnation that was
+    /// asked, requested at or before `asked_by`: with the network calm, none may wait long.
+    pub fn unsettled_reads(&self, asked_by: Millis) -> Vec<ReadId> {
+        self.reads
+            .iter()
+            .filter(|(_, r)| {
+                r.outcome == ReadOutcome::Pending
+                    && r.at <= asked_by
+                    && self.is_alive(r.slot)
+                    && self.slots[r.slot].incarnation == r.incarnation
+            })
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// Number of reads served so far.
@@ -812,9 +1024,18 @@ impl Sim {
                     return;
                 }
                 self.record(3, slot as u64, 0);
-                if let Some(update) = self.slots[slot].writing.take() {
+                // Writes complete in the order they started.
+                if let Some(update) = self.slots[slot].writing.pop_front() {
                     self.complete_write(slot, update);
                 }
+                self.pump(slot);
+            }
+            EventKind::Wake { slot, incarnation } => {
+                if self.slots[slot].incarnation != incarnation {
+                    return;
+                }
+                self.record(6, slot as u64, 0);
+                self.slots[slot].wake_pending = false;
                 self.pump(slot);
             }
         }
@@ -825,42 +1046,13 @@ impl Sim {
         (slot < self.slots.len()).then_some(slot)
     }
 
-    /// Carries out `slot`'s actions in order until it has none left or a write is in progress.
+    /// Carries out `slot`'s actions as the configured [`DriverMode`] does, then checks the
+    /// node's state.
     fn pump(&mut self, slot: usize) {
-        loop {
-            let s = &mut self.slots[slot];
-            let Some(node) = s.node.as_mut() else {
-                return;
-            };
-            s.queue.extend(node.take_actions());
-            if s.writing.is_some() {
-                break;
-            }
-            let Some(action) = s.queue.pop_front() else {
-                break;
-            };
-            match action {
-                Action::Send(message) => self.send(message),
-                Action::Apply(entries) => self.apply(slot, entries),
-                Action::InstallSnapshot(snapshot) => self.restore_state(slot, &snapshot),
-                Action::ReadReady { id, index } => self.serve_read(slot, id, Ok(index)),
-                Action::ReadFailed { id, error } => self.serve_read(slot, id, Err(error)),
-                Action::Persist(update) => {
-                    let (lo, hi) = self.config.disk_latency_ms;
-                    let latency = self.rng.range(lo, hi + 1);
-                    if latency == 0 {
-                        self.complete_write(slot, update);
-                    } else {
-                        let incarnation = self.slots[slot].incarnation;
-                        self.slots[slot].writing = Some(update);
-                        self.schedule(latency, EventKind::DiskDone { slot, incarnation });
-                        if self.rng.chance(self.config.crash_during_write) {
-                            let at = self.rng.range(0, latency);
-                            self.schedule(at, EventKind::Crash { slot, incarnation });
-                        }
-                    }
-                }
-            }
+        match self.config.driver {
+            DriverMode::Sequential => self.pump_sequential(slot),
+            DriverMode::Lanes => self.pump_lanes(slot, false),
+            DriverMode::RandomDepth => self.pump_lanes(slot, true),
         }
         if let Some(node) = self.slots[slot].node.as_ref() {
             let was_leader_terms = self.checker.leader_terms();
@@ -875,6 +1067,237 @@ impl Sim {
             }
             self.note_commits(was_committed);
         }
+        self.check_commit_on_disks(slot);
+    }
+
+    /// Takes the node's new actions, checking every message against the sender's disk as it
+    /// is emitted (the node may emit a message only once what it promises is durable).
+    fn take_actions(&mut self, slot: usize) -> Vec<Action> {
+        let Some(node) = self.slots[slot].node.as_mut() else {
+            return Vec::new();
+        };
+        let actions = node.take_actions();
+        for action in &actions {
+            if let Action::Send(message) = action {
+                self.check_promise(slot, message);
+            }
+        }
+        actions
+    }
+
+    /// Sequential driver: one action at a time, each write durable before the next action.
+    fn pump_sequential(&mut self, slot: usize) {
+        loop {
+            let actions = self.take_actions(slot);
+            let s = &mut self.slots[slot];
+            if s.node.is_none() {
+                return;
+            }
+            s.queue.extend(actions);
+            if !s.writing.is_empty() {
+                break;
+            }
+            let Some(action) = s.queue.pop_front() else {
+                break;
+            };
+            match action {
+                Action::Send(message) => self.send(message),
+                Action::Persist(update) => self.start_write(slot, update),
+                other => self.run_state_machine_action(slot, other),
+            }
+        }
+    }
+
+    /// Lane drivers: writes, messages and state-machine actions each in their own queue. With
+    /// `random_depth`, each pass carries out a random prefix of each queue and leaves the rest
+    /// for a wake-up a few milliseconds later.
+    fn pump_lanes(&mut self, slot: usize, random_depth: bool) {
+        loop {
+            let actions = self.take_actions(slot);
+            let s = &mut self.slots[slot];
+            if s.node.is_none() {
+                return;
+            }
+            for action in actions {
+                match action.lane() {
+                    Lane::Storage => {
+                        if let Action::Persist(update) = action {
+                            s.storage_queue.push_back(update);
+                        }
+                    }
+                    Lane::Network => {
+                        if let Action::Send(message) = action {
+                            s.network_queue.push_back(message);
+                        }
+                    }
+                    Lane::StateMachine => s.queue.push_back(action),
+                }
+            }
+            let depth = |sim: &mut Self, len: usize| {
+                if random_depth {
+                    sim.rng.range(0, len as u64 + 1) as usize
+                } else {
+                    len
+                }
+            };
+            let mut progress = false;
+            let writes = depth(self, self.slots[slot].storage_queue.len());
+            for _ in 0..writes {
+                let Some(update) = self.slots[slot].storage_queue.pop_front() else {
+                    break;
+                };
+                progress = true;
+                self.start_write(slot, update);
+            }
+            let sends = depth(self, self.slots[slot].network_queue.len());
+            for _ in 0..sends {
+                let Some(message) = self.slots[slot].network_queue.pop_front() else {
+                    break;
+                };
+                progress = true;
+                self.send(message);
+            }
+            let steps = depth(self, self.slots[slot].queue.len());
+            for _ in 0..steps {
+                if self.slots[slot].node.is_none() {
+                    return;
+                }
+                let Some(action) = self.slots[slot].queue.pop_front() else {
+                    break;
+                };
+                progress = true;
+                self.run_state_machine_action(slot, action);
+            }
+            let has_new = self.slots[slot]
+                .node
+                .as_ref()
+                .is_some_and(|n| n.has_actions());
+            if !progress && !has_new {
+                break;
+            }
+        }
+        let s = &self.slots[slot];
+        let waiting =
+            !s.storage_queue.is_empty() || !s.network_queue.is_empty() || !s.queue.is_empty();
+        if waiting && !s.wake_pending && s.node.is_some() {
+            let incarnation = s.incarnation;
+            self.slots[slot].wake_pending = true;
+            let delay = self.rng.range(1, 6);
+            self.schedule(delay, EventKind::Wake { slot, incarnation });
+        }
+    }
+
+    fn run_state_machine_action(&mut self, slot: usize, action: Action) {
+        match action {
+            Action::Apply(entries) => self.apply(slot, entries),
+            Action::InstallSnapshot(snapshot) => self.restore_state(slot, &snapshot),
+            Action::ReadReady { id, index } => self.serve_read(slot, id, Ok(index)),
+            Action::ReadFailed { id, error } => self.serve_read(slot, id, Err(error)),
+            Action::Send(message) => self.send(message),
+            Action::Persist(update) => self.start_write(slot, update),
+        }
+    }
+
+    /// Starts a write: it becomes durable after the disk's latency, and never before a write
+    /// started earlier. A crash may be aimed at the window while it is in progress.
+    fn start_write(&mut self, slot: usize, update: PersistUpdate) {
+        let (lo, hi) = self.config.disk_latency_ms;
+        let latency = self.rng.range(lo, hi + 1);
+        let s = &self.slots[slot];
+        if latency == 0 && s.writing.is_empty() {
+            self.complete_write(slot, update);
+            return;
+        }
+        let done_at = (self.now + latency).max(s.last_write_done);
+        let incarnation = s.incarnation;
+        let s = &mut self.slots[slot];
+        s.writing.push_back(update);
+        s.last_write_done = done_at;
+        self.schedule(
+            done_at - self.now,
+            EventKind::DiskDone { slot, incarnation },
+        );
+        if self.rng.chance(self.config.crash_during_write) {
+            let at = self.rng.range(0, (done_at - self.now).max(1));
+            self.schedule(at, EventKind::Crash { slot, incarnation });
+        }
+    }
+
+    /// Fails the run if `slot` emits a message promising durable state its disk does not hold:
+    /// a granted vote or a vote request without the vote stored, an acknowledgement of entries
+    /// or of a snapshot the disk does not hold.
+    fn check_promise(&mut self, slot: usize, message: &Message) {
+        let s = &self.slots[slot];
+        let disk = &s.disk;
+        let voted = |candidate: NodeId| {
+            disk.hard_state.term == message.term && disk.hard_state.voted_for == Some(candidate)
+        };
+        let problem = match &message.body {
+            MessageBody::VoteResponse { granted: true } if !voted(message.to) => Some(format!(
+                "granted its vote in term {} to {} with {:?} on disk",
+                message.term, message.to, disk.hard_state
+            )),
+            MessageBody::VoteRequest { .. } if !voted(message.from) => Some(format!(
+                "asked for votes in term {} with {:?} on disk",
+                message.term, disk.hard_state
+            )),
+            MessageBody::AppendResponse {
+                result: AppendResult::Accepted { match_index },
+                ..
+            } => {
+                let term = s.node.as_ref().and_then(|n| n.log().term(*match_index));
+                (!disk_holds(disk, *match_index, term)).then(|| {
+                    format!(
+                        "acknowledged entries up to {match_index} (term {term:?}) with {} on disk",
+                        describe_disk(disk)
+                    )
+                })
+            }
+            MessageBody::InstallSnapshotResponse {
+                result: SnapshotResult::Installed,
+                last_index,
+                ..
+            } => (!disk_holds(disk, *last_index, None)).then(|| {
+                format!(
+                    "acknowledged a snapshot up to {last_index} with {} on disk",
+                    describe_disk(disk)
+                )
+            }),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            self.fail(format!(
+                "durability promise: node {} {problem} (message {message:?})",
+                slot + 1
+            ));
+        }
+    }
+
+    /// Fails the run if `slot` declares committed an entry that a majority of disks does not
+    /// hold.
+    fn check_commit_on_disks(&mut self, slot: usize) {
+        let Some(node) = self.slots[slot].node.as_ref() else {
+            return;
+        };
+        let commit = node.commit_index();
+        if commit <= self.slots[slot].commit_checked {
+            return;
+        }
+        let term = node.log().term(commit);
+        self.slots[slot].commit_checked = commit;
+        let holding = self
+            .slots
+            .iter()
+            .filter(|other| disk_holds(&other.disk, commit, term))
+            .count();
+        if holding * 2 <= self.slots.len() {
+            let message = format!(
+                "commit durability: node {} declares index {commit} (term {term:?}) committed, but only {holding} of {} disks hold it",
+                slot + 1,
+                self.slots.len()
+            );
+            self.fail(message);
+        }
     }
 
     fn complete_write(&mut self, slot: usize, update: PersistUpdate) {
@@ -888,8 +1311,8 @@ impl Sim {
             self.fail(message);
             return;
         }
-        if let (Some((index, term)), Some(node)) = (update.last_entry(), s.node.as_mut()) {
-            node.persisted(index, term);
+        if let Some(node) = s.node.as_mut() {
+            node.persisted(update.id);
         }
     }
 
@@ -957,15 +1380,24 @@ impl Sim {
     }
 
     fn send(&mut self, message: Message) {
+        let size = encoded_len(&message);
         self.stats.messages_sent += 1;
-        self.stats.bytes_sent += encoded_len(&message);
+        self.stats.bytes_sent += size;
+        if size <= HISTORY_MAX_BYTES {
+            self.history.record(&message, &mut self.rng);
+        }
+        if self.net.replay_rate > 0.0 && self.rng.chance(self.net.replay_rate) {
+            self.replay_random(1);
+        }
         let (Some(from), Some(to)) = (self.slot_of(message.from), self.slot_of(message.to)) else {
             return;
         };
         if !self.topology.link_ok(from, to) {
             return;
         }
-        let extra = self.node_delay_ms[from] + self.node_delay_ms[to];
+        let n = self.len();
+        let extra =
+            self.node_delay_ms[from] + self.node_delay_ms[to] + self.link_delay_ms[from * n + to];
         for delay in self.net.delays(&mut self.rng, message.is_request()) {
             let delay = delay + extra;
             let message = message.clone();
@@ -1008,6 +1440,41 @@ impl Sim {
             })
             .collect()
     }
+}
+
+/// Whether `disk` durably holds index `index` (with term `term`, when given): covered by its
+/// snapshot (which holds only committed entries), or present in its log.
+fn disk_holds(disk: &DurableState, index: LogIndex, term: Option<Term>) -> bool {
+    if index == 0 {
+        return true;
+    }
+    if disk
+        .snapshot
+        .as_ref()
+        .is_some_and(|s| s.meta.last_index >= index)
+    {
+        return true;
+    }
+    let Some(first) = disk.entries.first().map(|e| e.index) else {
+        return false;
+    };
+    let Some(entry) = index
+        .checked_sub(first)
+        .and_then(|k| disk.entries.get(k as usize))
+    else {
+        return false;
+    };
+    term.is_none_or(|t| entry.term == t)
+}
+
+/// A short description of a disk's log, for failure messages.
+fn describe_disk(disk: &DurableState) -> String {
+    format!(
+        "snapshot {:?}, entries {:?}..={:?}",
+        disk.snapshot.as_ref().map(|s| s.meta.last_index),
+        disk.entries.first().map(|e| (e.index, e.term)),
+        disk.entries.last().map(|e| (e.index, e.term))
+    )
 }
 
 /// Encoded size of a message, as a transport would frame it.

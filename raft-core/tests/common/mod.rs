@@ -43,11 +43,36 @@ pub fn position(actions: &[Action], pred: impl Fn(&Action) -> bool) -> usize {
 pub fn report_all_persisted(node: &mut RaftNode) {
     for action in node.take_actions() {
         if let Action::Persist(update) = action {
-            if let Some((index, term)) = update.last_entry() {
-                node.persisted(index, term);
-            }
+            node.persisted(update.id);
         }
     }
+}
+
+/// Takes the node's actions as a driver whose writes complete at once: the actions, then
+/// every persist among them reported durable, then the actions that released (the messages the
+/// node held until those writes were durable).
+pub fn take_and_persist(node: &mut RaftNode) -> Vec<Action> {
+    let mut actions = node.take_actions();
+    if let Some(id) = actions.iter().rev().find_map(|a| match a {
+        Action::Persist(update) => Some(update.id),
+        _ => None,
+    }) {
+        node.persisted(id);
+        actions.extend(node.take_actions());
+    }
+    actions
+}
+
+/// The id of the last persist in `actions`.
+pub fn last_persist_id(actions: &[Action]) -> u64 {
+    actions
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            Action::Persist(update) => Some(update.id),
+            _ => None,
+        })
+        .expect("a persist in the actions")
 }
 
 /// Lets node 1's election timer fire (pre-vote off) and grants it the votes of `voters`.
