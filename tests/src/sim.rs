@@ -249,6 +249,9 @@ struct Slot {
     wake_pending: bool,
     /// Highest commit index of this incarnation already checked against the disks.
     commit_checked: LogIndex,
+    /// Reads asked of this incarnation: the id the node sees (numbered from 1 at every start,
+    /// as a real service's counter restarts) to the simulator's id.
+    local_reads: BTreeMap<ReadId, ReadId>,
     /// Every entry this machine ever applied (or received in a snapshot), by index, kept across
     /// crashes like the labs' `logs[i]`: what `n_committed` counts.
     applied: Vec<Option<Entry>>,
@@ -326,18 +329,22 @@ pub struct Sim {
 struct MessageHistory {
     sample: Vec<Message>,
     seen: u64,
-    recent: BTreeMap<(NodeId, NodeId), VecDeque<Message>>,
+    /// The latest messages of each directed link, per incarnation of the sender: a restarted
+    /// node's last messages before its crash stay replayable after it has sent many more.
+    recent: BTreeMap<(NodeId, NodeId, u64), VecDeque<Message>>,
 }
 
 /// Messages kept in the uniform sample of the run.
 const HISTORY_SAMPLE: usize = 512;
-/// Latest messages kept per directed link.
-const HISTORY_PER_LINK: usize = 8;
+/// Latest messages kept per directed link and sender incarnation.
+const HISTORY_PER_LINK: usize = 6;
+/// Incarnations of a sender whose latest messages are kept.
+const HISTORY_INCARNATIONS: u64 = 3;
 /// Messages larger than this (encoded) are not recorded, to bound memory.
 const HISTORY_MAX_BYTES: u64 = 16 * 1024;
 
 impl MessageHistory {
-    fn record(&mut self, message: &Message, rng: &mut SplitMix64) {
+    fn record(&mut self, message: &Message, incarnation: u64, rng: &mut SplitMix64) {
         self.seen += 1;
         if self.sample.len() < HISTORY_SAMPLE {
             self.sample.push(message.clone());
@@ -347,7 +354,19 @@ impl MessageHistory {
                 self.sample[k] = message.clone();
             }
         }
-        let link = self.recent.entry((message.from, message.to)).or_default();
+        if !self
+            .recent
+            .contains_key(&(message.from, message.to, incarnation))
+        {
+            // A new incarnation of the sender: forget its oldest ones.
+            let oldest = incarnation.saturating_sub(HISTORY_INCARNATIONS);
+            self.recent
+                .retain(|&(from, _, i), _| from != message.from || i > oldest);
+        }
+        let link = self
+            .recent
+            .entry((message.from, message.to, incarnation))
+            .or_default();
         if link.len() == HISTORY_PER_LINK {
             link.pop_front();
         }
@@ -399,6 +418,7 @@ impl Sim {
                     last_write_done: 0,
                     wake_pending: false,
                     commit_checked: 0,
+                    local_reads: BTreeMap::new(),
                     applied: Vec::new(),
                     state: ToyState::default(),
                 })
@@ -710,6 +730,7 @@ impl Sim {
         s.writing.clear();
         s.wake_pending = false;
         s.commit_checked = 0;
+        s.local_reads.clear();
         s.state = ToyState::default();
         self.checker.on_crash(slot);
     }
@@ -812,8 +833,11 @@ impl Sim {
             outcome: ReadOutcome::Pending,
         };
         self.reads.insert(id, record);
-        if let Some(node) = self.slots[slot].node.as_mut() {
-            node.read_index(id);
+        let s = &mut self.slots[slot];
+        if let Some(node) = s.node.as_mut() {
+            let local = s.local_reads.len() as ReadId + 1;
+            s.local_reads.insert(local, id);
+            node.read_index(local);
             self.pump(slot);
         }
         id
@@ -850,9 +874,16 @@ impl Sim {
     }
 
     /// A node released read `id` at `read_index`: check it against the state it would read.
-    fn serve_read(&mut self, slot: usize, id: ReadId, result: Result<LogIndex, ReadError>) {
+    fn serve_read(&mut self, slot: usize, local: ReadId, result: Result<LogIndex, ReadError>) {
         let state_index = self.slots[slot].state.applied;
         let incarnation = self.slots[slot].incarnation;
+        let Some(&id) = self.slots[slot].local_reads.get(&local) else {
+            self.fail(format!(
+                "node {} released read {local} it was never asked",
+                slot + 1
+            ));
+            return;
+        };
         let Some(record) = self.reads.get_mut(&id) else {
             self.fail(format!("node {} released unknown read {id}", slot + 1));
             return;
@@ -1384,7 +1415,10 @@ impl Sim {
         self.stats.messages_sent += 1;
         self.stats.bytes_sent += size;
         if size <= HISTORY_MAX_BYTES {
-            self.history.record(&message, &mut self.rng);
+            let incarnation = self
+                .slot_of(message.from)
+                .map_or(0, |slot| self.slots[slot].incarnation);
+            self.history.record(&message, incarnation, &mut self.rng);
         }
         if self.net.replay_rate > 0.0 && self.rng.chance(self.net.replay_rate) {
             self.replay_random(1);
