@@ -55,8 +55,12 @@ pub struct Config {
     /// `check_quorum`. Off by default: without it, reads always take a confirmation round, which
     /// relies on no clock at all.
     pub lease_reads: bool,
-    /// Seed of the node's random number generator (election timeouts). Two nodes with the same
-    /// seed and id behave identically given the same inputs.
+    /// Seed of the node's random number generator (election timeouts, and the point from which
+    /// forwarded reads are numbered). Two nodes with the same seed and id behave identically
+    /// given the same inputs. A driver should pass a different seed at every start of a node
+    /// (from the operating system's random generator, say, or a boot counter): forwarded reads
+    /// of two starts with the same seed are numbered alike, and an answer delayed across a
+    /// restart could then release a read of the new start with an old read index.
     pub seed: u64,
 }
 

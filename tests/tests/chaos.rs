@@ -1,12 +1,20 @@
 //! Randomized fault schedules beyond the lab scenarios: arbitrary partitions, crashes (losing
 //! writes in progress), restarts, a lossy network with duplication and long reordering, varied
-//! cluster sizes, batching limits and snapshot settings. Safety is checked at every step; at the end the network
+//! cluster sizes, batching limits, snapshot settings and drivers. Safety is checked at every step; at the end the network
 //! calms down and the cluster must elect a leader within 5 s and commit within 10 s, keeping
 //! every value it acknowledged.
 
-use raft_tests::{cmd, ensure, seed_suite, NetConfig, Outcome, Sim, SimConfig};
+use raft_tests::{cmd, ensure, seed_suite, DriverMode, NetConfig, Outcome, Sim, SimConfig};
 
 const SEEDS: u64 = 200;
+
+/// Every driver the contract allows: one action at a time, independent lanes, lanes at random
+/// depths.
+const DRIVERS: [DriverMode; 3] = [
+    DriverMode::Sequential,
+    DriverMode::Lanes,
+    DriverMode::RandomDepth,
+];
 
 fn chaos(seed: u64) -> Outcome {
     let mut picker = raft_core::rng::SplitMix64::new(seed ^ 0xC4A0_5EED);
@@ -26,6 +34,7 @@ fn chaos(seed: u64) -> Outcome {
     config.snapshot_every = [None, Some(3), Some(10), Some(40)][picker.range(0, 4) as usize];
     config.snapshot_padding = [0, 3000][picker.range(0, 2) as usize];
     config.snapshot_chunk_bytes = [100, 16 * 1024][picker.range(0, 2) as usize];
+    config.driver = DRIVERS[picker.range(0, 3) as usize];
     let mut sim = Sim::new(config);
     let mut acknowledged: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut proposed: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -126,6 +135,7 @@ fn crash_during_writes(seed: u64) -> Outcome {
     // Snapshots too: a crash may hit a snapshot write (taken here or installed from a leader).
     config.snapshot_every = [None, Some(7), Some(25)][picker.range(0, 3) as usize];
     config.snapshot_chunk_bytes = 8;
+    config.driver = DRIVERS[picker.range(0, 3) as usize];
     let mut sim = Sim::new(config);
     let mut next = 0u64;
     for _ in 0..300 {

@@ -28,8 +28,10 @@ fn client_step(sim: &mut Sim, next: &mut u64, reads: &mut Vec<u64>) {
     }
 }
 
-/// A read at the current leader of a calm cluster must be served within a second.
+/// Once calm, every read still waiting must be answered, and a read at the current leader must
+/// be served within a second.
 fn read_served_when_calm(sim: &mut Sim) -> Outcome {
+    sim.check_reads_settle(3_000)?;
     let leader = sim.check_one_leader()?;
     let id = sim.read(leader);
     for _ in 0..100 {
