@@ -49,25 +49,15 @@ pub struct SimConfig {
     pub seed: u64,
     /// Simulated milliseconds between two ticks of a node.
     pub tick_ms: Millis,
-    /// Election timeout range in ticks, `[min, max)`.
-    pub election_ticks: (u32, u32),
-    /// Heartbeat interval in ticks.
-    pub heartbeat_ticks: u32,
-    /// Per-AppendEntries size limit handed to the nodes.
-    pub max_append_bytes: usize,
-    /// Appends in flight per follower handed to the nodes.
-    pub max_inflight: usize,
+    /// The nodes' protocol configuration (timeouts in ticks, batching and flow-control limits,
+    /// snapshot chunks, pre-vote, check-quorum, lease reads). Its `id`, `voters` and `seed`
+    /// are set per node at every start (the seed drawn from the simulation's generator).
+    pub raft: Config,
     /// Time a persist takes to become durable, inclusive range in milliseconds. A crash loses
     /// writes still in progress.
     pub disk_latency_ms: (Millis, Millis),
     /// Network behaviour.
     pub net: NetConfig,
-    /// Pre-vote, handed to the nodes.
-    pub pre_vote: bool,
-    /// Check-quorum, handed to the nodes.
-    pub check_quorum: bool,
-    /// Lease reads, handed to the nodes (requires `check_quorum`).
-    pub lease_reads: bool,
     /// Probability that a node crashes *while* a write it started is still in progress (at a
     /// random moment before the write completes), to be restarted `restart_after_ms` later. This
     /// aims faults at the window where the ordering contract matters.
@@ -79,37 +69,35 @@ pub struct SimConfig {
     pub snapshot_every: Option<LogIndex>,
     /// Extra bytes in every snapshot, to make snapshots span many chunks.
     pub snapshot_padding: usize,
-    /// InstallSnapshot chunk size handed to the nodes.
-    pub snapshot_chunk_bytes: usize,
-    /// Bytes of entries in flight per follower handed to the nodes.
-    pub max_inflight_bytes: usize,
     /// How the driver carries out actions.
     pub driver: DriverMode,
 }
 
 impl SimConfig {
     /// Defaults in the labs' spirit: 10 ms ticks, heartbeats every 100 ms (at most 10 per
-    /// second), election timeouts of 300-800 ms, 0-3 ms disk writes, a reliable network.
+    /// second), election timeouts of 300-800 ms, 64 KiB per AppendEntries, 32 appends or 1 MiB
+    /// in flight per follower, 16 KiB snapshot chunks, pre-vote and check-quorum on, 0-3 ms
+    /// disk writes, a reliable network.
     pub fn new(nodes: usize, seed: u64) -> Self {
+        let mut raft = Config::new(1, (1..=nodes.max(1) as NodeId).collect());
+        raft.election_timeout_min = 30;
+        raft.election_timeout_max = 80;
+        raft.heartbeat_interval = 10;
+        raft.max_append_bytes = 64 * 1024;
+        raft.max_inflight_appends = 32;
+        raft.max_inflight_bytes = 1 << 20;
+        raft.snapshot_chunk_bytes = 16 * 1024;
         Self {
             nodes,
             seed,
             tick_ms: 10,
-            election_ticks: (30, 80),
-            heartbeat_ticks: 10,
-            max_append_bytes: 64 * 1024,
-            max_inflight: 32,
+            raft,
             disk_latency_ms: (0, 3),
             net: NetConfig::reliable(),
-            pre_vote: true,
-            check_quorum: true,
-            lease_reads: false,
             crash_during_write: 0.0,
             restart_after_ms: (50, 500),
             snapshot_every: None,
             snapshot_padding: 0,
-            snapshot_chunk_bytes: 16 * 1024,
-            max_inflight_bytes: 1 << 20,
             driver: DriverMode::Sequential,
         }
     }
@@ -745,19 +733,9 @@ impl Sim {
     }
 
     fn start_node(&mut self, slot: usize) {
-        let c = &self.config;
-        let voters: Vec<NodeId> = (1..=c.nodes as NodeId).collect();
-        let mut config = Config::new(slot as NodeId + 1, voters);
-        config.election_timeout_min = c.election_ticks.0;
-        config.election_timeout_max = c.election_ticks.1;
-        config.heartbeat_interval = c.heartbeat_ticks;
-        config.max_append_bytes = c.max_append_bytes;
-        config.max_inflight_appends = c.max_inflight;
-        config.pre_vote = c.pre_vote;
-        config.check_quorum = c.check_quorum;
-        config.lease_reads = c.lease_reads;
-        config.snapshot_chunk_bytes = c.snapshot_chunk_bytes;
-        config.max_inflight_bytes = c.max_inflight_bytes;
+        let mut config = self.config.raft.clone();
+        config.id = slot as NodeId + 1;
+        config.voters = (1..=self.config.nodes as NodeId).collect();
         config.seed = self.rng.next_u64();
         let s = &mut self.slots[slot];
         s.incarnation += 1;

@@ -23,17 +23,17 @@ fn chaos(seed: u64) -> Outcome {
     config.net = NetConfig::unreliable();
     config.net.duplicate_rate = 0.05;
     // Small batches and few appends in flight exercise splitting and flow control.
-    config.max_append_bytes = [64, 1024, 64 * 1024][picker.range(0, 3) as usize];
-    config.max_inflight = [1, 4, 32][picker.range(0, 3) as usize];
+    config.raft.max_append_bytes = [64, 1024, 64 * 1024][picker.range(0, 3) as usize];
+    config.raft.max_inflight_appends = [1, 4, 32][picker.range(0, 3) as usize];
     config.disk_latency_ms = [(0, 0), (0, 3), (1, 20)][picker.range(0, 3) as usize];
     // Classic Raft on some seeds: pre-vote repeats the up-to-date check and could mask a bug in
     // the real vote.
-    config.pre_vote = picker.chance(0.5);
-    config.check_quorum = picker.chance(0.5);
+    config.raft.pre_vote = picker.chance(0.5);
+    config.raft.check_quorum = picker.chance(0.5);
     // Log compaction on most seeds, with snapshots of one to many chunks.
     config.snapshot_every = [None, Some(3), Some(10), Some(40)][picker.range(0, 4) as usize];
     config.snapshot_padding = [0, 3000][picker.range(0, 2) as usize];
-    config.snapshot_chunk_bytes = [100, 16 * 1024][picker.range(0, 2) as usize];
+    config.raft.snapshot_chunk_bytes = [100, 16 * 1024][picker.range(0, 2) as usize];
     config.driver = DRIVERS[picker.range(0, 3) as usize];
     let mut sim = Sim::new(config);
     let mut acknowledged: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -129,12 +129,12 @@ fn crash_during_writes(seed: u64) -> Outcome {
     let mut config = SimConfig::new(nodes, seed);
     config.disk_latency_ms = (1, 30);
     config.crash_during_write = [0.01, 0.03, 0.08][picker.range(0, 3) as usize];
-    config.pre_vote = picker.chance(0.5);
-    config.check_quorum = picker.chance(0.5);
-    config.max_append_bytes = [1, 64 * 1024][picker.range(0, 2) as usize];
+    config.raft.pre_vote = picker.chance(0.5);
+    config.raft.check_quorum = picker.chance(0.5);
+    config.raft.max_append_bytes = [1, 64 * 1024][picker.range(0, 2) as usize];
     // Snapshots too: a crash may hit a snapshot write (taken here or installed from a leader).
     config.snapshot_every = [None, Some(7), Some(25)][picker.range(0, 3) as usize];
-    config.snapshot_chunk_bytes = 8;
+    config.raft.snapshot_chunk_bytes = 8;
     config.driver = DRIVERS[picker.range(0, 3) as usize];
     let mut sim = Sim::new(config);
     let mut next = 0u64;

@@ -34,13 +34,13 @@ fn network_bound(round_trip_ms: u64, heartbeat_ms: u64) -> u64 {
 
 fn far_behind(seed: u64) -> Outcome {
     let mut config = SimConfig::new(3, seed);
-    config.max_inflight = MAX_INFLIGHT;
-    config.max_inflight_bytes = MAX_INFLIGHT_BYTES;
-    config.max_append_bytes = MAX_APPEND_BYTES;
-    config.snapshot_chunk_bytes = CHUNK_BYTES;
+    config.raft.max_inflight_appends = MAX_INFLIGHT;
+    config.raft.max_inflight_bytes = MAX_INFLIGHT_BYTES;
+    config.raft.max_append_bytes = MAX_APPEND_BYTES;
+    config.raft.snapshot_chunk_bytes = CHUNK_BYTES;
     config.snapshot_every = [None, Some(200)][(seed % 2) as usize];
     config.snapshot_padding = 20 * 1024;
-    let heartbeat_ms = config.tick_ms * u64::from(config.heartbeat_ticks);
+    let heartbeat_ms = config.tick_ms * u64::from(config.raft.heartbeat_interval);
     let mut sim = Sim::new(config);
     sim.one(cmd(0), 3, true)?;
     let leader = sim.check_one_leader()?;

@@ -63,9 +63,9 @@ fn calm_and_check(sim: &mut Sim) -> Outcome {
 /// write, and none may wait forever after the heal.
 fn stale_echo_after_leader_restart(seed: u64) -> Outcome {
     let mut config = SimConfig::new(5, seed);
-    config.check_quorum = seed % 2 == 0;
-    config.pre_vote = seed % 4 < 2;
-    config.lease_reads = config.check_quorum && seed % 3 == 0;
+    config.raft.check_quorum = seed % 2 == 0;
+    config.raft.pre_vote = seed % 4 < 2;
+    config.raft.lease_reads = config.raft.check_quorum && seed % 3 == 0;
     let mut sim = Sim::new(config);
     let mut next = 0;
     sim.one(cmd(0), 5, true)?;
@@ -141,8 +141,8 @@ fn deaf_candidate(seed: u64) -> Outcome {
     let mut picker = raft_core::rng::SplitMix64::new(seed ^ 0xDEAF);
     let nodes = [3, 5][picker.range(0, 2) as usize];
     let mut config = SimConfig::new(nodes, seed);
-    config.pre_vote = false;
-    config.check_quorum = picker.chance(0.5);
+    config.raft.pre_vote = false;
+    config.raft.check_quorum = picker.chance(0.5);
     let mut sim = Sim::new(config);
     let leader = sim.check_one_leader()?;
     sim.one(cmd(0), nodes, true)?;
@@ -187,12 +187,12 @@ fn pipelined_driver(seed: u64) -> Outcome {
     } else {
         NetConfig::reliable()
     };
-    config.pre_vote = picker.chance(0.5);
-    config.check_quorum = picker.chance(0.5);
-    config.lease_reads = config.check_quorum && picker.chance(0.3);
-    config.max_append_bytes = [1, 64 * 1024][picker.range(0, 2) as usize];
+    config.raft.pre_vote = picker.chance(0.5);
+    config.raft.check_quorum = picker.chance(0.5);
+    config.raft.lease_reads = config.raft.check_quorum && picker.chance(0.3);
+    config.raft.max_append_bytes = [1, 64 * 1024][picker.range(0, 2) as usize];
     config.snapshot_every = [None, Some(9), Some(30)][picker.range(0, 3) as usize];
-    config.snapshot_chunk_bytes = [8, 16 * 1024][picker.range(0, 2) as usize];
+    config.raft.snapshot_chunk_bytes = [8, 16 * 1024][picker.range(0, 2) as usize];
     let mut sim = Sim::new(config);
     let mut next = 0;
     for _ in 0..150 {
@@ -215,9 +215,9 @@ fn one_way_links(seed: u64) -> Outcome {
     let nodes = [3, 5][picker.range(0, 2) as usize];
     let mut config = SimConfig::new(nodes, seed);
     config.net = NetConfig::unreliable();
-    config.pre_vote = picker.chance(0.5);
-    config.check_quorum = picker.chance(0.5);
-    config.lease_reads = config.check_quorum && picker.chance(0.3);
+    config.raft.pre_vote = picker.chance(0.5);
+    config.raft.check_quorum = picker.chance(0.5);
+    config.raft.lease_reads = config.raft.check_quorum && picker.chance(0.3);
     let mut sim = Sim::new(config);
     let mut next = 0;
     for _ in 0..30 {
@@ -264,9 +264,9 @@ fn long_request_delays(seed: u64) -> Outcome {
     config.net = NetConfig::unreliable();
     config.net.long_delay_rate = [0.02, 0.05][picker.range(0, 2) as usize];
     config.net.long_reordering = picker.chance(0.3);
-    config.pre_vote = picker.chance(0.5);
-    config.check_quorum = picker.chance(0.5);
-    config.lease_reads = config.check_quorum && picker.chance(0.3);
+    config.raft.pre_vote = picker.chance(0.5);
+    config.raft.check_quorum = picker.chance(0.5);
+    config.raft.lease_reads = config.raft.check_quorum && picker.chance(0.3);
     config.snapshot_every = [None, Some(10)][picker.range(0, 2) as usize];
     let mut sim = Sim::new(config);
     let mut next = 0;
@@ -310,11 +310,11 @@ fn replayed_messages(seed: u64) -> Outcome {
     let nodes = [3, 5][picker.range(0, 2) as usize];
     let mut config = SimConfig::new(nodes, seed);
     config.net.replay_rate = [0.01, 0.05][picker.range(0, 2) as usize];
-    config.pre_vote = picker.chance(0.5);
-    config.check_quorum = picker.chance(0.5);
-    config.lease_reads = config.check_quorum && picker.chance(0.3);
+    config.raft.pre_vote = picker.chance(0.5);
+    config.raft.check_quorum = picker.chance(0.5);
+    config.raft.lease_reads = config.raft.check_quorum && picker.chance(0.3);
     config.snapshot_every = [None, Some(10)][picker.range(0, 2) as usize];
-    config.snapshot_chunk_bytes = 64;
+    config.raft.snapshot_chunk_bytes = 64;
     let mut sim = Sim::new(config);
     let mut next = 0;
     for _ in 0..25 {

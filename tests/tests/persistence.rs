@@ -93,11 +93,11 @@ fn figure8_config(seed: u64) -> SimConfig {
     match seed % 3 {
         0 => {}
         1 => {
-            config.max_append_bytes = 1;
-            config.max_inflight = 1;
+            config.raft.max_append_bytes = 1;
+            config.raft.max_inflight_appends = 1;
         }
         _ => {
-            config.max_append_bytes = 1;
+            config.raft.max_append_bytes = 1;
             config.disk_latency_ms = (1, 25);
         }
     }

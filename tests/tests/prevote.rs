@@ -78,7 +78,7 @@ seed_suite!(partitioned_leader_steps_down, SEEDS, |seed| {
     let partner = (old + 1) % 5;
     let majority: Vec<usize> = (0..5).filter(|&i| i != old && i != partner).collect();
     sim.partition(&[vec![old, partner], majority]);
-    let window = sim.config().tick_ms * u64::from(sim.config().election_ticks.1);
+    let window = sim.config().tick_ms * u64::from(sim.config().raft.election_timeout_max);
     sim.sleep(2 * window + 50)?;
     ensure!(
         sim,

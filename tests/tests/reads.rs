@@ -52,10 +52,10 @@ fn read_served_when_calm(sim: &mut Sim) -> Outcome {
 /// seeds) the old leader believes it leads until the partition heals.
 fn stale_leader(seed: u64) -> Outcome {
     let mut config = SimConfig::new(5, seed);
-    config.check_quorum = seed % 2 == 0;
-    config.pre_vote = seed % 4 < 2;
+    config.raft.check_quorum = seed % 2 == 0;
+    config.raft.pre_vote = seed % 4 < 2;
     // Lease reads on a third of the seeds with check-quorum.
-    config.lease_reads = config.check_quorum && seed % 3 == 0;
+    config.raft.lease_reads = config.raft.check_quorum && seed % 3 == 0;
     let mut sim = Sim::new(config);
     let mut next = 0;
     let mut reads = Vec::new();
@@ -101,8 +101,8 @@ fn chaos_reads(seed: u64) -> Outcome {
     let nodes = [3, 5][picker.range(0, 2) as usize];
     let mut config = SimConfig::new(nodes, seed);
     config.net = NetConfig::unreliable();
-    config.check_quorum = picker.chance(0.5);
-    config.lease_reads = config.check_quorum && picker.chance(0.5);
+    config.raft.check_quorum = picker.chance(0.5);
+    config.raft.lease_reads = config.raft.check_quorum && picker.chance(0.5);
     config.snapshot_every = [None, Some(10)][picker.range(0, 2) as usize];
     let mut sim = Sim::new(config);
     let mut next = 0;
@@ -186,8 +186,8 @@ seed_suite!(follower_reads, SEEDS, |seed| {
 /// have backed has expired.
 fn lease_restarts(seed: u64) -> Outcome {
     let mut config = SimConfig::new(5, seed);
-    config.lease_reads = true;
-    config.pre_vote = seed % 2 == 0;
+    config.raft.lease_reads = true;
+    config.raft.pre_vote = seed % 2 == 0;
     let mut sim = Sim::new(config);
     let mut next = 0;
     let mut reads = Vec::new();

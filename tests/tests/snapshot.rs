@@ -187,7 +187,7 @@ fn leave_behind(sim: &mut Sim, victim: usize, entries: u64) -> Outcome {
 seed_suite!(large_snapshot_unreliable, SEEDS, |seed| {
     let mut config = snapshot_config(5, seed, false);
     config.snapshot_padding = 200 * 1024 + sim_offset(seed);
-    config.snapshot_chunk_bytes = 4 * 1024;
+    config.raft.snapshot_chunk_bytes = 4 * 1024;
     let mut sim = Sim::new(config);
     sim.one(cmd(1), 5, true)?;
     let leader = sim.check_one_leader()?;
@@ -215,7 +215,7 @@ fn sim_offset(seed: u64) -> usize {
 seed_suite!(follower_crash_mid_snapshot, SEEDS, |seed| {
     let mut config = snapshot_config(3, seed, true);
     config.snapshot_padding = 64 * 1024;
-    config.snapshot_chunk_bytes = 2 * 1024;
+    config.raft.snapshot_chunk_bytes = 2 * 1024;
     config.disk_latency_ms = (1, 5);
     let mut sim = Sim::new(config);
     sim.one(cmd(1), 3, true)?;
