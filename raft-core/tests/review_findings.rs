@@ -88,3 +88,67 @@ fn report_of_the_taken_list_holds_the_later_answer() {
     let second = node.take_actions();
     assert_eq!(accepted(&second), vec![2], "{second:?}");
 }
+
+/// The forwarded-read numbering protects against an answer delayed across a restart only if
+/// the driver passes a fresh `Config::seed` at every start; `Config::new` derives the seed from
+/// the id, so with the defaults every start numbers its forwarded reads alike. A leader's answer
+/// to the first start's read then releases the second start's read with the old read index,
+/// missing a write committed before the second read began.
+#[test]
+fn answer_to_a_previous_start_does_not_release_a_read_with_the_default_config() {
+    let disk = raft_core::DurableState {
+        hard_state: raft_core::HardState {
+            term: 1,
+            voted_for: None,
+        },
+        entries: (1..=6).map(|i| entry(i, 1)).collect(),
+        snapshot: None,
+    };
+    // Both starts use the configuration a driver builds the same way each time.
+    let start = || {
+        let mut node = raft_core::RaftNode::restore(config(2, &[1, 2, 3]), &disk).unwrap();
+        // The leader's heartbeat at the follower's match point 5 (entry 6, committed on the
+        // leader and node 3, is acknowledged to its client).
+        let mut heartbeat = append((5, 1), vec![], 1);
+        if let MessageBody::AppendRequest { leader_commit, .. } = &mut heartbeat.body {
+            *leader_commit = 6;
+        }
+        node.step(heartbeat);
+        report_all_persisted(&mut node);
+        node
+    };
+    let forwarded = |node: &mut raft_core::RaftNode, read| {
+        node.read_index(read);
+        sends(&node.take_actions())
+            .iter()
+            .find_map(|m| match m.body {
+                MessageBody::ReadIndexRequest { id } => Some(id),
+                _ => None,
+            })
+            .expect("the read is forwarded")
+    };
+    let mut first = start();
+    let old_wire = forwarded(&mut first, 100);
+    // The first start crashes; its read was confirmed by the leader at index 5, the answer
+    // is delayed. The node starts again and a client asks a new read, after entry 6 committed.
+    drop(first);
+    let mut second = start();
+    let new_wire = forwarded(&mut second, 200);
+    second.step(Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::ReadIndexResponse {
+            id: old_wire,
+            index: Some(5),
+        },
+    });
+    let actions = second.take_actions();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::ReadReady { id: 200, .. })),
+        "read 200 released by the answer to the previous start's read (wire ids {old_wire} and \
+         {new_wire}), at index 5 although 6 was committed before it began: {actions:?}"
+    );
+}
