@@ -152,3 +152,46 @@ fn answer_to_a_previous_start_does_not_release_a_read_with_the_default_config() 
          {new_wire}), at index 5 although 6 was committed before it began: {actions:?}"
     );
 }
+
+/// A follower's own compaction writes a snapshot of entries that are already durable: it backs
+/// no promise. Yet every `Accepted` emitted while it is in flight waits for it, since a promise
+/// waits for *every* persist emitted before it. A service snapshot can take far longer to
+/// write than an election timeout; followers that compact at the same index (a common policy:
+/// every N entries) then all stop answering heartbeats at once, and the leader loses
+/// check-quorum and stalls its read rounds although every follower is up and durable.
+#[test]
+fn heartbeat_answer_does_not_wait_for_an_unrelated_compaction_write() {
+    let disk = raft_core::DurableState {
+        hard_state: raft_core::HardState {
+            term: 1,
+            voted_for: None,
+        },
+        entries: (1..=5).map(|i| entry(i, 1)).collect(),
+        snapshot: None,
+    };
+    let mut node = raft_core::RaftNode::restore(config(2, &[1, 2, 3]), &disk).unwrap();
+    let heartbeat = || {
+        let mut m = append((5, 1), vec![], 1);
+        if let MessageBody::AppendRequest { leader_commit, .. } = &mut m.body {
+            *leader_commit = 5;
+        }
+        m
+    };
+    node.step(heartbeat());
+    let first = node.take_actions();
+    assert_eq!(accepted(&first), vec![5], "entries 1-5 are on disk: {first:?}");
+    // The service applied 1-5 and compacts; the (large) snapshot write starts.
+    node.compact(5, vec![0; 1024]).unwrap();
+    let compaction = node.take_actions();
+    assert!(compaction
+        .iter()
+        .any(|a| matches!(a, Action::Persist(u) if u.snapshot.is_some())));
+    // The next heartbeats promise nothing beyond entries 1-5, durable long ago.
+    node.step(heartbeat());
+    let answer = node.take_actions();
+    assert_eq!(
+        accepted(&answer),
+        vec![5],
+        "heartbeat answer held behind the follower's own snapshot write: {answer:?}"
+    );
+}
