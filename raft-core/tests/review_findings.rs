@@ -179,7 +179,11 @@ fn heartbeat_answer_does_not_wait_for_an_unrelated_compaction_write() {
     };
     node.step(heartbeat());
     let first = node.take_actions();
-    assert_eq!(accepted(&first), vec![5], "entries 1-5 are on disk: {first:?}");
+    assert_eq!(
+        accepted(&first),
+        vec![5],
+        "entries 1-5 are on disk: {first:?}"
+    );
     // The service applied 1-5 and compacts; the (large) snapshot write starts.
     node.compact(5, vec![0; 1024]).unwrap();
     let compaction = node.take_actions();
@@ -193,5 +197,43 @@ fn heartbeat_answer_does_not_wait_for_an_unrelated_compaction_write() {
         accepted(&answer),
         vec![5],
         "heartbeat answer held behind the follower's own snapshot write: {answer:?}"
+    );
+}
+
+/// `durable_index` ("highest index the driver reported durable") is lowered to a received
+/// snapshot's last index when the snapshot replaces a conflicting log, before the snapshot's
+/// write is reported: it then names an index whose durable entry is the replaced one. Harmless
+/// today (a node leads only after all its writes are reported), but the bookkeeping the leader
+/// commits with is wrong in that window.
+#[test]
+fn durable_index_does_not_count_a_snapshot_before_its_write_is_reported() {
+    let disk = raft_core::DurableState {
+        hard_state: raft_core::HardState {
+            term: 2,
+            voted_for: None,
+        },
+        entries: (1..=5).map(|i| entry(i, 1)).collect(),
+        snapshot: None,
+    };
+    let mut node = raft_core::RaftNode::restore(config(2, &[1, 2, 3]), &disk).unwrap();
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 2,
+        body: MessageBody::InstallSnapshotRequest {
+            meta: raft_core::SnapshotMeta {
+                last_index: 4,
+                last_term: 2,
+            },
+            offset: 0,
+            data: vec![7],
+            done: true,
+        },
+    });
+    let status = node.status();
+    assert!(
+        status.durable_index < 4,
+        "index 4 of term 2 counted durable before the snapshot write was reported (disk holds \
+         entry 4 of term 1): {status:?}"
     );
 }
