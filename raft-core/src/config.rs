@@ -1,7 +1,19 @@
 //! Static configuration of a node.
 
+use std::hash::{BuildHasher, Hasher};
+
 use crate::error::ConfigError;
 use crate::types::NodeId;
+
+/// A seed that differs at every call: the keys of the standard library's `RandomState` come
+/// from the operating system once per thread and change with every instance. Only
+/// [`Config::new`] uses it, as a default; the protocol itself never draws randomness but from
+/// the seed it is given.
+fn fresh_seed() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x5EED);
+    hasher.finish()
+}
 
 /// How a node is set up. Timeouts are counted in ticks: the driver calls
 /// [`RaftNode::tick`](crate::RaftNode::tick) at a fixed interval of its choosing.
@@ -57,17 +69,19 @@ pub struct Config {
     pub lease_reads: bool,
     /// Seed of the node's random number generator (election timeouts, and the point from which
     /// forwarded reads are numbered). Two nodes with the same seed and id behave identically
-    /// given the same inputs. A driver should pass a different seed at every start of a node
-    /// (from the operating system's random generator, say, or a boot counter): forwarded reads
-    /// of two starts with the same seed are numbered alike, and an answer delayed across a
-    /// restart could then release a read of the new start with an old read index.
+    /// given the same inputs. Every start of a node needs a seed of its own ([`Config::new`]
+    /// draws one; a simulator draws them from its own seeded generator): forwarded reads of two
+    /// starts with the same seed are numbered alike, and an answer delayed across a restart
+    /// could then release a read of the new start with an old read index.
     pub seed: u64,
 }
 
 impl Config {
     /// A configuration with the defaults: election timeout 10-20 ticks, heartbeat every 2
     /// ticks, 1 MiB per AppendEntries, 64 appends or 8 MiB of entries in flight per follower,
-    /// 1 MiB snapshot chunks, pre-vote and check-quorum on, seed derived from the id.
+    /// 1 MiB snapshot chunks, pre-vote and check-quorum on, and a seed that differs at every
+    /// call (from the standard library's per-process random hasher keys), so two starts of a
+    /// node never number their forwarded reads alike. Set `seed` for a reproducible run.
     pub fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
         Self {
             id,
@@ -82,7 +96,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             lease_reads: false,
-            seed: id,
+            seed: fresh_seed() ^ id,
         }
     }
 
@@ -95,6 +109,12 @@ impl Config {
     }
 
     /// Checks the configuration for mistakes that would make the protocol misbehave.
+    ///
+    /// ```
+    /// let a = raft_core::Config::new(1, vec![1, 2, 3]);
+    /// let b = raft_core::Config::new(1, vec![1, 2, 3]);
+    /// assert_ne!(a.seed, b.seed, "every start gets its own seed");
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.voters.is_empty() {
             return Err(ConfigError::NoVoters);

@@ -96,7 +96,14 @@ pub struct RaftNode {
     /// Leader entries appended in memory from this index on, not yet in a persist action.
     unpersisted_from: Option<LogIndex>,
     /// Id of the latest persist emitted (0: none since this start).
-    last_persist_id: PersistId,
+    emitted_persist_id: PersistId,
+    /// Id of the latest persist handed to the driver by `take_actions`: only those can be
+    /// reported durable.
+    handed_out_persist_id: PersistId,
+    /// Id of the latest persist that a promise can rest on: one that changes the term, the vote
+    /// or the log, or stores a snapshot received from the leader. A compaction of the node's
+    /// own (durable) entries backs nothing, so promises do not wait for it.
+    backing_persist_id: PersistId,
     /// Highest persist id the driver reported durable.
     durable_persist_id: PersistId,
     /// Persists emitted and not yet reported durable, with their last entry, in order.
@@ -186,7 +193,9 @@ impl RaftNode {
             applied_index: snapshot_index,
             durable_index,
             unpersisted_from: None,
-            last_persist_id: 0,
+            emitted_persist_id: 0,
+            handed_out_persist_id: 0,
+            backing_persist_id: 0,
             durable_persist_id: 0,
             unreported: std::collections::VecDeque::new(),
             held: std::collections::VecDeque::new(),
@@ -416,10 +425,15 @@ impl RaftNode {
         };
         debug!(node = self.config.id, index, term, "log compacted");
         self.snapshot = Some(snapshot.clone());
-        self.push(Action::Persist(PersistUpdate {
-            snapshot: Some(snapshot),
-            ..PersistUpdate::default()
-        }));
+        // A compaction covers applied entries, which are committed and written here by an
+        // earlier persist: no promise waits for it.
+        self.push_persist(
+            PersistUpdate {
+                snapshot: Some(snapshot),
+                ..PersistUpdate::default()
+            },
+            false,
+        );
         Ok(())
     }
 
@@ -468,17 +482,19 @@ impl RaftNode {
     /// index) and lets out the messages that were waiting for that write (granted votes,
     /// acknowledgements): they appear in the next [`take_actions`](Self::take_actions).
     ///
-    /// Reports of ids already reported, or of ids never emitted, are ignored.
+    /// Reports of ids already reported, or of persists not yet handed out by `take_actions`,
+    /// are ignored. Ids start at 1 at every start of a node: a driver that builds a new
+    /// `RaftNode` must not report writes of the previous one to it.
     pub fn persisted(&mut self, id: PersistId) {
         if id <= self.durable_persist_id {
             return;
         }
-        if id > self.last_persist_id {
+        if id > self.handed_out_persist_id {
             warn!(
                 node = self.config.id,
                 id,
-                last = self.last_persist_id,
-                "report of a persist never emitted; ignored"
+                handed_out = self.handed_out_persist_id,
+                "report of a persist not handed out yet; ignored"
             );
             return;
         }
@@ -517,10 +533,11 @@ impl RaftNode {
         }
     }
 
-    /// Id of the latest persist this node emitted (0 if none since it started), for drivers
-    /// that report durability in bulk.
+    /// Id of the latest persist handed to the driver by [`take_actions`](Self::take_actions)
+    /// (0 if none since the node started). A driver that reports durability in bulk reports
+    /// this once every persist it took is durable.
     pub fn last_persist_id(&self) -> PersistId {
-        self.last_persist_id
+        self.handed_out_persist_id
     }
 
     /// Handles a message from a peer. Messages that are not for this node, come from outside
@@ -701,6 +718,7 @@ impl RaftNode {
             self.start_read_round();
         }
         self.flush_unpersisted();
+        self.handed_out_persist_id = self.emitted_persist_id;
         std::mem::take(&mut self.actions)
     }
 
@@ -724,10 +742,16 @@ impl RaftNode {
     }
 
     fn push_raw(&mut self, action: Action) {
-        let Action::Persist(mut update) = action else {
-            self.actions.push(action);
-            return;
-        };
+        match action {
+            Action::Persist(update) => self.push_persist(update, true),
+            other => self.actions.push(other),
+        }
+    }
+
+    /// Queues a persist, merged into the previous action if that is a persist too (never one
+    /// already handed out: `take_actions` empties the list). With `backs_promises`, messages
+    /// emitted after it wait for it (see `send_backed`).
+    fn push_persist(&mut self, mut update: PersistUpdate, backs_promises: bool) {
         match self.actions.last_mut() {
             Some(Action::Persist(previous)) if previous.can_merge(&update) => {
                 // The previous persist is the latest emitted, not yet taken by the driver: it
@@ -739,8 +763,11 @@ impl RaftNode {
                 }
             }
             _ => {
-                self.last_persist_id += 1;
-                update.id = self.last_persist_id;
+                self.emitted_persist_id += 1;
+                update.id = self.emitted_persist_id;
+                if backs_promises {
+                    self.backing_persist_id = update.id;
+                }
                 self.unreported.push_back((update.id, update.last_entry()));
                 self.actions.push(Action::Persist(update));
             }
@@ -749,8 +776,10 @@ impl RaftNode {
 
     /// Sends a message that promises durable state (a granted vote, an acknowledgement of
     /// entries or of a snapshot, a candidate's vote request): it leaves only once every persist
-    /// emitted so far, the one that backs the promise among them, is reported durable. Until
-    /// then it is held (see [`persisted`](Self::persisted)).
+    /// emitted so far that changes the term, the vote or the log (the one that backs the
+    /// promise among them) is reported durable. Until then it is held (see
+    /// [`persisted`](Self::persisted)). A compaction of the node's own entries is not waited
+    /// for: it covers entries already durable.
     fn send_backed(&mut self, to: NodeId, body: MessageBody) {
         self.flush_unpersisted();
         let message = Message {
@@ -759,10 +788,11 @@ impl RaftNode {
             term: self.term,
             body,
         };
-        if self.last_persist_id <= self.durable_persist_id {
+        if self.backing_persist_id <= self.durable_persist_id {
             self.push_raw(Action::Send(message));
         } else {
-            self.held.push_back((self.last_persist_id, message));
+            // Backing ids only grow, so the held queue stays ordered by the id it waits for.
+            self.held.push_back((self.backing_persist_id, message));
         }
     }
 
@@ -1581,11 +1611,14 @@ impl RaftNode {
             keep_suffix,
             "installing snapshot"
         );
+        let old_snapshot_index = self.log.snapshot_index();
         self.log.compact_to(meta.last_index, meta.last_term);
         let truncate_from = if keep_suffix {
             None
         } else {
-            self.durable_index = self.durable_index.min(meta.last_index);
+            // The disk holds the old snapshot and entries that conflict somewhere after it:
+            // only the old snapshot is known to match until this write is reported.
+            self.durable_index = self.durable_index.min(old_snapshot_index);
             Some(meta.last_index + 1)
         };
         self.push(Action::Persist(PersistUpdate {

@@ -235,6 +235,9 @@ struct Slot {
     last_write_done: Millis,
     /// A `Wake` event is scheduled (random-depth driver).
     wake_pending: bool,
+    /// Random-depth driver: the latest write durable but not reported yet (it reports late,
+    /// and then only the latest of several, as a bulk-reporting driver does).
+    unreported: Option<raft_core::PersistId>,
     /// Highest commit index of this incarnation already checked against the disks.
     commit_checked: LogIndex,
     /// Reads asked of this incarnation: the id the node sees (numbered from 1 at every start,
@@ -405,6 +408,7 @@ impl Sim {
                     writing: VecDeque::new(),
                     last_write_done: 0,
                     wake_pending: false,
+                    unreported: None,
                     commit_checked: 0,
                     local_reads: BTreeMap::new(),
                     applied: Vec::new(),
@@ -717,6 +721,7 @@ impl Sim {
         s.network_queue.clear();
         s.writing.clear();
         s.wake_pending = false;
+        s.unreported = None;
         s.commit_checked = 0;
         s.local_reads.clear();
         s.state = ToyState::default();
@@ -1045,6 +1050,7 @@ impl Sim {
                 }
                 self.record(6, slot as u64, 0);
                 self.slots[slot].wake_pending = false;
+                self.report_durable(slot);
                 self.pump(slot);
             }
         }
@@ -1266,12 +1272,15 @@ impl Sim {
                 result: SnapshotResult::Installed,
                 last_index,
                 ..
-            } => (!disk_holds(disk, *last_index, None)).then(|| {
-                format!(
-                    "acknowledged a snapshot up to {last_index} with {} on disk",
-                    describe_disk(disk)
-                )
-            }),
+            } => {
+                let term = s.node.as_ref().and_then(|n| n.log().term(*last_index));
+                (!disk_holds(disk, *last_index, term)).then(|| {
+                    format!(
+                        "acknowledged a snapshot up to {last_index} (term {term:?}) with {} on disk",
+                        describe_disk(disk)
+                    )
+                })
+            }
             _ => None,
         };
         if let Some(problem) = problem {
@@ -1320,8 +1329,30 @@ impl Sim {
             self.fail(message);
             return;
         }
+        if self.config.driver == DriverMode::RandomDepth && self.rng.chance(0.5) {
+            // Report later (at the next wake-up), maybe together with later writes.
+            let s = &mut self.slots[slot];
+            s.unreported = Some(update.id);
+            if !s.wake_pending {
+                s.wake_pending = true;
+                let incarnation = s.incarnation;
+                let delay = self.rng.range(1, 6);
+                self.schedule(delay, EventKind::Wake { slot, incarnation });
+            }
+            return;
+        }
+        let s = &mut self.slots[slot];
+        s.unreported = None;
         if let Some(node) = s.node.as_mut() {
             node.persisted(update.id);
+        }
+    }
+
+    /// Reports the latest durable write not reported yet (random-depth driver).
+    fn report_durable(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        if let (Some(id), Some(node)) = (s.unreported.take(), s.node.as_mut()) {
+            node.persisted(id);
         }
     }
 

@@ -1,5 +1,8 @@
-//! Findings of an outside review of the ordering contract (promises held until durable,
-//! persist ids). Each test is the smallest hand-driven scenario showing one problem.
+//! How durability reports (`persisted(id)`) release promises, and what survives a restart:
+//! bulk reports, reports of persists not handed out yet, compactions that back nothing, the
+//! durable index across a snapshot install, forwarded reads across two starts. Each test is the
+//! smallest hand-driven scenario of a problem an outside review found in the first version of
+//! the stream-wide ordering contract.
 
 mod common;
 
