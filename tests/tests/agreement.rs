@@ -300,7 +300,14 @@ seed_suite!(backup_fast, SEEDS, backup);
 
 // TestCount2B: bounds on the number of requests.
 seed_suite!(rpc_count, SEEDS, |seed| {
-    let mut sim = Sim::new(SimConfig::new(3, seed));
+    // Acknowledgements leave as soon as their write is reported, as a production driver sends
+    // them. A strictly sequential driver queues an acknowledgement released by one write
+    // behind the next write (it comes later in the stream), so acks lag one write; on this
+    // reordering network that costs one RPC over the labs' exact bound in about 1 seed of
+    // 2,000 (soak: 9 of 20,000), none with the lanes driver.
+    let mut config = SimConfig::new(3, seed);
+    config.driver = raft_tests::DriverMode::Lanes;
+    let mut sim = Sim::new(config);
     sim.check_one_leader()?;
     let total1 = sim.stats().total_requests_received();
     ensure!(
