@@ -1,7 +1,9 @@
 //! Framing: every frame is a 4-byte big-endian length followed by that many bytes of postcard.
 //!
 //! Frames longer than the configured maximum are refused before anything is allocated for
-//! them, so a peer cannot make a node buffer an arbitrary amount.
+//! them, and a frame's buffer grows with the bytes that actually arrive (at most twice them),
+//! never with what its header announces: a sender cannot make a node reserve memory it does
+//! not fill.
 
 use raft_core::{Message, NodeId};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -106,6 +108,57 @@ pub async fn read_payload(
     stream: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    read_payload_reserving(stream, max, &mut Unlimited).await
+}
+
+/// Where the memory for an incoming payload comes from: asked before its buffer grows.
+pub(crate) trait Reserve {
+    /// Makes room for a payload buffer of `total` bytes (more than at the previous call); may
+    /// wait until there is room.
+    async fn reserve(&mut self, total: usize);
+}
+
+/// No accounting: the buffer grows as bytes arrive, within the frame limit.
+struct Unlimited;
+
+impl Reserve for Unlimited {
+    async fn reserve(&mut self, _total: usize) {}
+}
+
+/// The first buffer of a payload; it then doubles as bytes fill it.
+const FIRST_BUFFER: usize = 4096;
+
+/// [`read_payload`], reserving each growth of the buffer from `reserve` first. The buffer is
+/// never more than twice the bytes received (or [`FIRST_BUFFER`]), and the stream is not read
+/// further while `reserve` waits.
+pub(crate) async fn read_payload_reserving(
+    stream: &mut quinn::RecvStream,
+    max: usize,
+    reserve: &mut impl Reserve,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let Some(len) = read_len(stream, max).await? else {
+        return Ok(None);
+    };
+    let mut payload = Vec::new();
+    let mut reserved = 0;
+    while payload.len() < len {
+        if payload.len() >= reserved {
+            reserved = (reserved * 2).max(FIRST_BUFFER).min(len);
+            reserve.reserve(reserved).await;
+            payload.reserve_exact(reserved - payload.len());
+        }
+        match stream.read_chunk(reserved - payload.len(), true).await {
+            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(FrameError::Truncated),
+            Err(e) => return Err(FrameError::Stream(e.to_string())),
+        }
+    }
+    Ok(Some(payload))
+}
+
+/// Reads a frame's length prefix and checks it against `max`. `Ok(None)` when the stream ended
+/// cleanly before it.
+async fn read_len(stream: &mut quinn::RecvStream, max: usize) -> Result<Option<usize>, FrameError> {
     let mut header = [0u8; HEADER_BYTES];
     match stream.read_exact(&mut header).await {
         Ok(()) => {}
@@ -116,9 +169,7 @@ pub async fn read_payload(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.map_err(read_error)?;
-    Ok(Some(payload))
+    Ok(Some(len))
 }
 
 fn read_error(error: quinn::ReadExactError) -> FrameError {

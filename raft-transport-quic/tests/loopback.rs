@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use raft_core::{Message, MessageBody, NodeId, Transport};
 use raft_transport_quic::frame::{self, PeerFrame};
-use raft_transport_quic::pki::{peer_name, ClusterCa, NodeTls};
+use raft_transport_quic::pki::{peer_name, ClientTls, ClusterCa, NodeTls};
 use raft_transport_quic::{tls, QuicConfig, QuicNode, RequestHandler, RpcClient, TransportError};
 
 fn free_addr() -> SocketAddr {
@@ -291,6 +291,7 @@ async fn a_peer_that_stops_reading_costs_bounded_memory() {
         let mut held = Vec::new();
         while let Some(incoming) = silent.accept().await {
             if let Ok(connection) = incoming.await {
+                connection.set_max_concurrent_uni_streams(2u32.into());
                 while let Ok(stream) = connection.accept_uni().await {
                     held.push(stream); // never read
                 }
@@ -335,14 +336,18 @@ async fn clients_call_nodes_and_verify_them_against_the_ca() {
     let node = QuicNode::bind(cluster.config(1), Some(Arc::new(Echo)))
         .await
         .unwrap();
-    let client = RpcClient::new(cluster.ca.cert_der()).unwrap();
+    let client = RpcClient::new(&cluster.ca.issue_client("test").unwrap()).unwrap();
     for k in 0..20u8 {
         let reply = client.call(cluster.addrs[&1], vec![1, 2, k]).await.unwrap();
         assert_eq!(reply, vec![k, 2, 1]);
     }
-    // A client trusting another CA refuses the node.
+    // A client trusting another CA refuses the node (though its own certificate is good).
     let other = ClusterCa::generate("other").unwrap();
-    let stranger = RpcClient::new(other.cert_der()).unwrap();
+    let stranger = RpcClient::new(&ClientTls {
+        ca_cert: other.cert_der().to_vec(),
+        ..cluster.ca.issue_client("stranger").unwrap()
+    })
+    .unwrap();
     assert!(stranger.call(cluster.addrs[&1], vec![1]).await.is_err());
     node.shutdown(Duration::from_millis(200)).await;
 }
@@ -362,7 +367,7 @@ async fn a_call_without_an_answer_times_out() {
     let node = QuicNode::bind(cluster.config(1), Some(Arc::new(Silent)))
         .await
         .unwrap();
-    let client = RpcClient::new(cluster.ca.cert_der())
+    let client = RpcClient::new(&cluster.ca.issue_client("test").unwrap())
         .unwrap()
         .with_timeout(Duration::from_millis(300));
     let result = client.call(cluster.addrs[&1], vec![1]).await;
@@ -398,4 +403,19 @@ async fn shutdown_drains_queued_messages() {
     terms.sort_unstable();
     assert_eq!(terms, (1..=200).collect::<Vec<_>>());
     n2.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_honours_its_deadline_when_a_peer_is_unreachable() {
+    let cluster = Cluster::new(&[1, 2]);
+    let n1 = cluster.start(1).await;
+    for _ in 0..10 {
+        let _ = n1.send(message(1, 2, 1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let start = std::time::Instant::now();
+    n1.shutdown(Duration::from_secs(1)).await;
+    let took = start.elapsed();
+    eprintln!("shutdown took {took:?}");
+    assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
 }
