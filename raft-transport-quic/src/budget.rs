@@ -1,13 +1,14 @@
 //! The client budget: bytes of requests and responses a node holds for all its clients
-//! together. A request draws on it as its buffer grows (beyond a small free allowance, so that
-//! small requests never wait behind large ones), and keeps what it drew until its response is
-//! acknowledged.
+//! together. A request draws its announced length (beyond a small free allowance, so that
+//! small requests never wait behind large ones) before its body is read, all at once (so that
+//! partly admitted requests cannot wait on each other forever), and keeps it until its response
+//! is acknowledged. The memory itself grows only with the bytes received.
 
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::frame::Reserve;
+use crate::frame::{Reserve, HEADER_BYTES};
 
 /// Bytes every request may hold without drawing on the budget. Bounded in total by the
 /// connection and per-connection request limits.
@@ -101,8 +102,9 @@ impl Charge {
 }
 
 impl Reserve for Charge {
-    async fn reserve(&mut self, total: usize) {
-        self.cover(total).await;
+    async fn admit(&mut self, len: usize) {
+        // With room for the header, so that an answer as long as the request fits too.
+        self.cover(len + HEADER_BYTES).await;
     }
 }
 

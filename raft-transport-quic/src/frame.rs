@@ -111,26 +111,26 @@ pub async fn read_payload(
     read_payload_reserving(stream, max, &mut Unlimited).await
 }
 
-/// Where the memory for an incoming payload comes from: asked before its buffer grows.
+/// Accounting for incoming payloads: told each frame's length before its payload is read, and
+/// each growth of its buffer.
 pub(crate) trait Reserve {
-    /// Makes room for a payload buffer of `total` bytes (more than at the previous call); may
-    /// wait until there is room.
-    async fn reserve(&mut self, total: usize);
+    /// A payload of `len` bytes follows; may wait (the stream is not read meanwhile).
+    async fn admit(&mut self, _len: usize) {}
+
+    /// The payload's buffer grows to `capacity` bytes.
+    fn grow(&mut self, _capacity: usize) {}
 }
 
 /// No accounting: the buffer grows as bytes arrive, within the frame limit.
 struct Unlimited;
 
-impl Reserve for Unlimited {
-    async fn reserve(&mut self, _total: usize) {}
-}
+impl Reserve for Unlimited {}
 
 /// The first buffer of a payload; it then doubles as bytes fill it.
 const FIRST_BUFFER: usize = 4096;
 
-/// [`read_payload`], reserving each growth of the buffer from `reserve` first. The buffer is
-/// never more than twice the bytes received (or [`FIRST_BUFFER`]), and the stream is not read
-/// further while `reserve` waits.
+/// [`read_payload`], telling `reserve` about the frame and its buffer. The buffer is never
+/// more than twice the bytes received (or [`FIRST_BUFFER`]).
 pub(crate) async fn read_payload_reserving(
     stream: &mut quinn::RecvStream,
     max: usize,
@@ -139,15 +139,16 @@ pub(crate) async fn read_payload_reserving(
     let Some(len) = read_len(stream, max).await? else {
         return Ok(None);
     };
+    reserve.admit(len).await;
     let mut payload = Vec::new();
-    let mut reserved = 0;
+    let mut capacity = 0;
     while payload.len() < len {
-        if payload.len() >= reserved {
-            reserved = (reserved * 2).max(FIRST_BUFFER).min(len);
-            reserve.reserve(reserved).await;
-            payload.reserve_exact(reserved - payload.len());
+        if payload.len() >= capacity {
+            capacity = (capacity * 2).max(FIRST_BUFFER).min(len);
+            reserve.grow(capacity);
+            payload.reserve_exact(capacity - payload.len());
         }
-        match stream.read_chunk(reserved - payload.len(), true).await {
+        match stream.read_chunk(capacity - payload.len(), true).await {
             Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
             Ok(None) => return Err(FrameError::Truncated),
             Err(e) => return Err(FrameError::Stream(e.to_string())),
@@ -229,6 +230,72 @@ mod tests {
             decode::<PeerFrame>(&[0, 0, 0, 1, 0x7F], 1024),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    /// Records what a read announces and how its buffer grows.
+    #[derive(Clone, Default)]
+    struct Recorder(std::sync::Arc<std::sync::Mutex<(usize, Vec<usize>)>>);
+
+    impl Recorder {
+        fn get(&self) -> (usize, Vec<usize>) {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Reserve for Recorder {
+        async fn admit(&mut self, len: usize) {
+            self.0.lock().unwrap().0 = len;
+        }
+        fn grow(&mut self, capacity: usize) {
+            self.0.lock().unwrap().1.push(capacity);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_payload_buffer_grows_with_the_bytes_received_not_the_announced_length() {
+        use crate::{pki::ClusterCa, tls};
+        let ca = ClusterCa::generate("t").unwrap();
+        let server_config = tls::server_config(&ca.issue_node(1).unwrap()).unwrap();
+        let server = quinn::Endpoint::server(server_config, ([127, 0, 0, 1], 0).into()).unwrap();
+        let mut client = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+        client
+            .set_default_client_config(tls::client_config(&ca.issue_client("c").unwrap()).unwrap());
+        let addr = server.local_addr().unwrap();
+        let (sending, receiving) = tokio::join!(
+            async { client.connect(addr, crate::pki::SERVER_NAME).unwrap().await },
+            async { server.accept().await.unwrap().await }
+        );
+        let (sending, receiving) = (sending.unwrap(), receiving.unwrap());
+        receiving.set_max_concurrent_uni_streams(1u32.into());
+        // Announces 1 MiB, sends 10 kB.
+        let len = 1 << 20;
+        let mut stream = sending.open_uni().await.unwrap();
+        stream.write_all(&(len as u32).to_be_bytes()).await.unwrap();
+        stream.write_all(&[5; 10_000]).await.unwrap();
+        let recorder = Recorder::default();
+        let mut reading = recorder.clone();
+        let mut incoming = receiving.accept_uni().await.unwrap();
+        let read = tokio::spawn(async move {
+            read_payload_reserving(&mut incoming, 2 << 20, &mut reading).await
+        });
+        for _ in 0..500 {
+            if recorder.get().1.last() == Some(&16384) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(recorder.get(), (len, vec![4096, 8192, 16384]));
+        assert!(!read.is_finished());
+        // The rest arrives: the buffer doubles up to the payload's length, never beyond.
+        stream.write_all(&vec![5; len - 10_000]).await.unwrap();
+        stream.finish().unwrap();
+        let payload = read.await.unwrap().unwrap().unwrap();
+        assert_eq!(payload, vec![5; len]);
+        assert_eq!(payload.capacity(), len);
+        let grown = recorder.get().1;
+        assert_eq!(grown.len(), 9, "{grown:?}");
+        assert!(grown.windows(2).all(|w| w[1] == 2 * w[0]), "{grown:?}");
     }
 
     proptest! {

@@ -30,10 +30,12 @@ pub struct ClientLimits {
     /// stream before anything is read.
     pub max_request_bytes: usize,
     /// Bytes of requests and responses the node holds for all clients together (default
-    /// 64 MiB). A request's buffer grows as its bytes arrive, drawing on this budget beyond its
-    /// first 4 KiB; while the budget is spent, reads wait (the client's QUIC flow control then
-    /// stops it). A response larger than its request is refused if the budget cannot cover the
-    /// difference at once. Must be at least `max_request_bytes`.
+    /// 64 MiB). A request draws its announced length beyond its first 4 KiB before its body is
+    /// read (its buffer then grows only as bytes arrive), and keeps it until its answer is
+    /// acknowledged; while the budget is spent, larger requests wait in turn (the client's QUIC
+    /// flow control then stops it), smaller ones go on. A response larger than its request is
+    /// refused if the budget cannot cover the difference at once. Must be at least
+    /// `max_request_bytes`.
     pub buffer_bytes: usize,
     /// QUIC receive window of a client connection, in bytes (default 256 KiB): what one
     /// connection can make the node buffer before the node reads it.
