@@ -1,14 +1,17 @@
 //! The client budget: bytes of requests and responses a node holds for all its clients
 //! together. A request draws its announced length (beyond a small free allowance, so that
-//! small requests never wait behind large ones) before its body is read, all at once (so that
-//! partly admitted requests cannot wait on each other forever), and keeps it until its response
-//! is acknowledged. The memory itself grows only with the bytes received.
+//! small requests never depend on it) when its header arrives, or is refused at once if the
+//! budget cannot cover it; it keeps what it drew until its response is acknowledged. The
+//! memory itself grows only with the bytes received.
+//!
+//! Refusing rather than waiting matters: a waiting request's bytes would sit unread in QUIC's
+//! buffers, where they can cost far more memory than their size (a received datagram's buffer
+//! is shared by everything it carried), and partly admitted requests could wait on each other
+//! until their deadlines.
 
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use crate::frame::{Reserve, HEADER_BYTES};
 
 /// Bytes every request may hold without drawing on the budget. Bounded in total by the
 /// connection and per-connection request limits.
@@ -58,21 +61,6 @@ impl Charge {
         FREE_BYTES + self.permit.as_ref().map_or(0, |p| p.num_permits())
     }
 
-    /// Draws what is missing to cover `bytes`, waiting until the budget has it.
-    pub(crate) async fn cover(&mut self, bytes: usize) {
-        let Some(missing) = self.missing(bytes) else {
-            return;
-        };
-        // The semaphore is never closed, so acquiring fails only in theory; then the request
-        // goes on uncounted rather than failing.
-        if let Ok(permit) = Arc::clone(&self.semaphore)
-            .acquire_many_owned(missing)
-            .await
-        {
-            self.add(permit);
-        }
-    }
-
     /// Draws what is missing to cover `bytes` if the budget has it now.
     pub(crate) fn try_cover(&mut self, bytes: usize) -> bool {
         let Some(missing) = self.missing(bytes) else {
@@ -101,41 +89,27 @@ impl Charge {
     }
 }
 
-impl Reserve for Charge {
-    async fn admit(&mut self, len: usize) {
-        // With room for the header, so that an answer as long as the request fits too.
-        self.cover(len + HEADER_BYTES).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    #[tokio::test]
-    async fn charges_draw_beyond_the_free_allowance_and_return_on_drop() {
+    #[test]
+    fn charges_draw_beyond_the_free_allowance_and_return_on_drop() {
         let budget = Budget::new(10_000);
         let mut a = budget.charge();
-        a.cover(FREE_BYTES).await;
+        assert!(a.try_cover(FREE_BYTES));
         assert_eq!(budget.held(), 0, "the free allowance draws nothing");
-        a.cover(FREE_BYTES + 6_000).await;
+        assert!(a.try_cover(FREE_BYTES + 6_000));
         assert_eq!(budget.held(), 6_000);
+        assert_eq!(a.covered(), FREE_BYTES + 6_000);
         let mut b = budget.charge();
         assert!(b.try_cover(FREE_BYTES + 4_000));
         assert!(!b.try_cover(FREE_BYTES + 4_001), "over budget");
         assert_eq!(budget.held(), 10_000);
-        // A waiting charge gets its bytes when another returns them.
-        let waiting = tokio::spawn(async move {
-            let mut c = budget.charge();
-            c.cover(FREE_BYTES + 5_000).await;
-            (budget.held(), c.covered())
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished());
         drop(a);
-        let (held, covered) = waiting.await.unwrap();
-        assert_eq!((held, covered), (9_000, FREE_BYTES + 5_000));
+        assert_eq!(budget.held(), 4_000);
+        assert!(b.try_cover(FREE_BYTES + 10_000));
         drop(b);
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -108,58 +108,18 @@ pub async fn read_payload(
     stream: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
-    read_payload_reserving(stream, max, &mut Unlimited).await
-}
-
-/// Accounting for incoming payloads: told each frame's length before its payload is read, and
-/// each growth of its buffer.
-pub(crate) trait Reserve {
-    /// A payload of `len` bytes follows; may wait (the stream is not read meanwhile).
-    async fn admit(&mut self, _len: usize) {}
-
-    /// The payload's buffer grows to `capacity` bytes.
-    fn grow(&mut self, _capacity: usize) {}
-}
-
-/// No accounting: the buffer grows as bytes arrive, within the frame limit.
-struct Unlimited;
-
-impl Reserve for Unlimited {}
-
-/// The first buffer of a payload; it then doubles as bytes fill it.
-const FIRST_BUFFER: usize = 4096;
-
-/// [`read_payload`], telling `reserve` about the frame and its buffer. The buffer is never
-/// more than twice the bytes received (or [`FIRST_BUFFER`]).
-pub(crate) async fn read_payload_reserving(
-    stream: &mut quinn::RecvStream,
-    max: usize,
-    reserve: &mut impl Reserve,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    let Some(len) = read_len(stream, max).await? else {
-        return Ok(None);
-    };
-    reserve.admit(len).await;
-    let mut payload = Vec::new();
-    let mut capacity = 0;
-    while payload.len() < len {
-        if payload.len() >= capacity {
-            capacity = (capacity * 2).max(FIRST_BUFFER).min(len);
-            reserve.grow(capacity);
-            payload.reserve_exact(capacity - payload.len());
-        }
-        match stream.read_chunk(capacity - payload.len(), true).await {
-            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
-            Ok(None) => return Err(FrameError::Truncated),
-            Err(e) => return Err(FrameError::Stream(e.to_string())),
-        }
+    match read_len(stream, max).await? {
+        Some(len) => read_body(stream, len, |_| {}).await.map(Some),
+        None => Ok(None),
     }
-    Ok(Some(payload))
 }
 
 /// Reads a frame's length prefix and checks it against `max`. `Ok(None)` when the stream ended
 /// cleanly before it.
-async fn read_len(stream: &mut quinn::RecvStream, max: usize) -> Result<Option<usize>, FrameError> {
+pub(crate) async fn read_len(
+    stream: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut header = [0u8; HEADER_BYTES];
     match stream.read_exact(&mut header).await {
         Ok(()) => {}
@@ -171,6 +131,33 @@ async fn read_len(stream: &mut quinn::RecvStream, max: usize) -> Result<Option<u
         return Err(FrameError::TooLarge { len, max });
     }
     Ok(Some(len))
+}
+
+/// The first buffer of a payload; it then doubles as bytes fill it.
+const FIRST_BUFFER: usize = 4096;
+
+/// Reads a payload of `len` bytes into a buffer that grows as the bytes arrive: never more
+/// than twice the bytes received (or [`FIRST_BUFFER`]). `grew` is told each new capacity.
+pub(crate) async fn read_body(
+    stream: &mut quinn::RecvStream,
+    len: usize,
+    mut grew: impl FnMut(usize),
+) -> Result<Vec<u8>, FrameError> {
+    let mut payload = Vec::new();
+    let mut capacity = 0;
+    while payload.len() < len {
+        if payload.len() >= capacity {
+            capacity = (capacity * 2).max(FIRST_BUFFER).min(len);
+            payload.reserve_exact(capacity - payload.len());
+            grew(capacity);
+        }
+        match stream.read_chunk(capacity - payload.len(), true).await {
+            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(FrameError::Truncated),
+            Err(e) => return Err(FrameError::Stream(e.to_string())),
+        }
+    }
+    Ok(payload)
 }
 
 fn read_error(error: quinn::ReadExactError) -> FrameError {
@@ -232,25 +219,6 @@ mod tests {
         ));
     }
 
-    /// Records what a read announces and how its buffer grows.
-    #[derive(Clone, Default)]
-    struct Recorder(std::sync::Arc<std::sync::Mutex<(usize, Vec<usize>)>>);
-
-    impl Recorder {
-        fn get(&self) -> (usize, Vec<usize>) {
-            self.0.lock().unwrap().clone()
-        }
-    }
-
-    impl Reserve for Recorder {
-        async fn admit(&mut self, len: usize) {
-            self.0.lock().unwrap().0 = len;
-        }
-        fn grow(&mut self, capacity: usize) {
-            self.0.lock().unwrap().1.push(capacity);
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_payload_buffer_grows_with_the_bytes_received_not_the_announced_length() {
         use crate::{pki::ClusterCa, tls};
@@ -272,28 +240,34 @@ mod tests {
         let mut stream = sending.open_uni().await.unwrap();
         stream.write_all(&(len as u32).to_be_bytes()).await.unwrap();
         stream.write_all(&[5; 10_000]).await.unwrap();
-        let recorder = Recorder::default();
-        let mut reading = recorder.clone();
+        let grown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorder = std::sync::Arc::clone(&grown);
+        let capacities = move || grown.lock().unwrap().clone();
         let mut incoming = receiving.accept_uni().await.unwrap();
         let read = tokio::spawn(async move {
-            read_payload_reserving(&mut incoming, 2 << 20, &mut reading).await
+            let announced = read_len(&mut incoming, 2 << 20).await.unwrap().unwrap();
+            assert_eq!(announced, len);
+            read_body(&mut incoming, announced, |capacity| {
+                recorder.lock().unwrap().push(capacity)
+            })
+            .await
         });
         for _ in 0..500 {
-            if recorder.get().1.last() == Some(&16384) {
+            if capacities().last() == Some(&16384) {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert_eq!(recorder.get(), (len, vec![4096, 8192, 16384]));
+        assert_eq!(capacities(), vec![4096, 8192, 16384]);
         assert!(!read.is_finished());
         // The rest arrives: the buffer doubles up to the payload's length, never beyond.
         stream.write_all(&vec![5; len - 10_000]).await.unwrap();
         stream.finish().unwrap();
-        let payload = read.await.unwrap().unwrap().unwrap();
+        let payload = read.await.unwrap().unwrap();
         assert_eq!(payload, vec![5; len]);
         assert_eq!(payload.capacity(), len);
-        let grown = recorder.get().1;
+        let grown = capacities();
         assert_eq!(grown.len(), 9, "{grown:?}");
         assert!(grown.windows(2).all(|w| w[1] == 2 * w[0]), "{grown:?}");
     }

@@ -1,11 +1,13 @@
 //! [`ClientLimits`]: what a node grants the clients (and anyone else who is not a member) that
-//! connect to it, so that no mix of hostile connections can exhaust its memory or its peers'
-//! access to it.
+//! connect to it, so that no mix of hostile connections can exhaust its memory or lock its
+//! peers out.
 //!
-//! With the defaults, the client side of a node holds at most about
-//! `max_connections × (connection_window_bytes + ~100 KiB of QUIC state)` (90 MiB)
-//! `+ buffer_bytes` (64 MiB) `+ max_connections × max_concurrent_requests × 4 KiB` (16 MiB),
-//! about 170 MiB however clients behave; see `docs/faults.md` for the measured figures.
+//! What clients can make a node hold is bounded by these limits: the client budget
+//! (`buffer_bytes`), 4 KiB per request in progress outside it
+//! (`max_connections × max_concurrent_requests × 4 KiB`), QUIC's receive buffers
+//! (`max_connections × connection_window_bytes`) and the connections' own state (tens of KiB
+//! each). With the defaults that is 64 + 16 + 64 + about 20 MiB: a node stays below 256 MiB
+//! however clients behave (measured: under 80 MiB; see `docs/faults.md`).
 
 use std::time::Duration;
 
@@ -30,12 +32,11 @@ pub struct ClientLimits {
     /// stream before anything is read.
     pub max_request_bytes: usize,
     /// Bytes of requests and responses the node holds for all clients together (default
-    /// 64 MiB). A request draws its announced length beyond its first 4 KiB before its body is
-    /// read (its buffer then grows only as bytes arrive), and keeps it until its answer is
-    /// acknowledged; while the budget is spent, larger requests wait in turn (the client's QUIC
-    /// flow control then stops it), smaller ones go on. A response larger than its request is
-    /// refused if the budget cannot cover the difference at once. Must be at least
-    /// `max_request_bytes`.
+    /// 64 MiB). A request draws its announced length beyond its first 4 KiB when its header
+    /// arrives (its buffer then grows only as bytes arrive) and keeps it until its answer is
+    /// acknowledged; a request the budget cannot cover at once is refused (stream code 5, "busy":
+    /// retry), while requests of 4 KiB or less never depend on it. A response larger than its
+    /// request is refused likewise. Must be at least `max_request_bytes`.
     pub buffer_bytes: usize,
     /// QUIC receive window of a client connection, in bytes (default 256 KiB): what one
     /// connection can make the node buffer before the node reads it.

@@ -3,8 +3,11 @@
 //! defines them.
 //!
 //! Every request runs under the [`ClientLimits`]: its size, a deadline to arrive and one to be
-//! answered, its share of the node's client budget, and the connection's limit on requests in
-//! progress; an idle connection is closed.
+//! answered, its share of the node's client budget (or a refusal if the budget cannot take it
+//! now), and the connection's limit on requests in progress; an idle connection is closed.
+//!
+//! Stream error codes: 1 malformed or too large, 2 response refused, 3 request not received in
+//! time, 4 not answered in time, 5 busy (the budget is spent; retry). Connection code 8: idle.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -37,6 +40,8 @@ mod codes {
     pub const READ_TIMEOUT: u32 = 3;
     /// Stream: the request was not answered in time.
     pub const HANDLER_TIMEOUT: u32 = 4;
+    /// Stream: the node's client budget cannot take the request now; retry later.
+    pub const BUSY: u32 = 5;
     /// Connection: idle for too long.
     pub const IDLE: u32 = 8;
 }
@@ -155,7 +160,7 @@ impl ClientService {
         let mut charge = self.budget.charge();
         let read = tokio::time::timeout(
             self.limits.read_timeout,
-            frame::read_payload_reserving(&mut recv, self.limits.max_request_bytes, &mut charge),
+            self.read_request(&mut recv, &mut charge),
         )
         .await;
         let refused = |reason: Refusal, code: u32, send: &mut quinn::SendStream| {
@@ -166,12 +171,16 @@ impl ClientService {
             Ok(Ok(Some(request))) => request,
             // The client closed the stream without a request, or reset it (gave up): nothing
             // to answer, nothing wrong.
-            Ok(Ok(None)) | Ok(Err(FrameError::Stream(_))) => return,
-            Ok(Err(FrameError::TooLarge { .. })) => {
+            Ok(Ok(None)) | Ok(Err(Some(FrameError::Stream(_)))) => return,
+            Ok(Err(None)) => {
+                let _ = recv.stop(codes::BUSY.into());
+                return refused(Refusal::Busy, codes::BUSY, &mut send);
+            }
+            Ok(Err(Some(FrameError::TooLarge { .. }))) => {
                 let _ = recv.stop(codes::BAD_REQUEST.into());
                 return refused(Refusal::RequestTooLarge, codes::BAD_REQUEST, &mut send);
             }
-            Ok(Err(_)) => {
+            Ok(Err(Some(_))) => {
                 let _ = recv.stop(codes::BAD_REQUEST.into());
                 return refused(Refusal::BadRequest, codes::BAD_REQUEST, &mut send);
             }
@@ -197,6 +206,23 @@ impl ClientService {
         // The charge is returned only now: until the client acknowledged the response, QUIC
         // holds its bytes.
         drop(charge);
+    }
+
+    /// Reads a request: its length, then (if the budget covers it) its body. `Err(None)`: the
+    /// budget could not cover it.
+    async fn read_request(
+        &self,
+        recv: &mut quinn::RecvStream,
+        charge: &mut Charge,
+    ) -> Result<Option<Vec<u8>>, Option<FrameError>> {
+        let Some(len) = frame::read_len(recv, self.limits.max_request_bytes).await? else {
+            return Ok(None);
+        };
+        // With room for the header, so that an answer as long as the request fits too.
+        if !charge.try_cover(len + HEADER_BYTES) {
+            return Err(None);
+        }
+        Ok(Some(frame::read_body(recv, len, |_| {}).await?))
     }
 
     /// Has `request` answered and writes the answer, waiting until the client acknowledged

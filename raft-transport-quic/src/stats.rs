@@ -87,6 +87,9 @@ pub enum Refusal {
     BadRequest,
     /// A request did not arrive whole within `read_timeout`: its stream was reset.
     ReadTimeout,
+    /// The client budget could not take a request when its header arrived: its stream was
+    /// reset (the client may retry).
+    Busy,
     /// The answer was not written within `handler_timeout`: the stream was reset.
     HandlerTimeout,
     /// The response exceeded the frame limit, or the client budget could not hold it: the
@@ -96,7 +99,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in order.
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 14] = [
         Self::Handshake,
         Self::TooManyConnections,
         Self::TooManyFromAddress,
@@ -108,6 +111,7 @@ impl Refusal {
         Self::RequestTooLarge,
         Self::BadRequest,
         Self::ReadTimeout,
+        Self::Busy,
         Self::HandlerTimeout,
         Self::ResponseRefused,
     ];
@@ -126,6 +130,7 @@ impl Refusal {
             Self::RequestTooLarge => "request_too_large",
             Self::BadRequest => "bad_request",
             Self::ReadTimeout => "read_timeout",
+            Self::Busy => "busy",
             Self::HandlerTimeout => "handler_timeout",
             Self::ResponseRefused => "response_refused",
         }
@@ -144,6 +149,7 @@ impl Refusal {
             Self::RequestTooLarge => "client request too large; stream reset",
             Self::BadRequest => "bad client request; stream reset",
             Self::ReadTimeout => "client request not received in time; stream reset",
+            Self::Busy => "client budget spent; request refused",
             Self::HandlerTimeout => "client request not answered in time; stream reset",
             Self::ResponseRefused => "response too large for the limits; stream reset",
         }
