@@ -198,7 +198,21 @@ async fn a_newer_connection_from_a_member_replaces_the_older_one() {
             .map(|m| m.term),
         Some(2)
     );
-    assert_eq!(refused(&node, Some(2), Refusal::Replaced), 1);
+    // The older connection's end did not disturb the newer one's place: a third replaces it.
+    let third = raw_peer(&tls2, cluster.addrs[&1], 1).await;
+    assert_eq!(
+        closed_with(&new).await,
+        Some(6),
+        "the second connection stayed open"
+    );
+    let _s3 = send_on(third.clone(), 3).await;
+    assert_eq!(
+        recv_within(&node, Duration::from_secs(5))
+            .await
+            .map(|m| m.term),
+        Some(3)
+    );
+    assert_eq!(refused(&node, Some(2), Refusal::Replaced), 2);
     node.shutdown(Duration::from_millis(200)).await;
 }
 
