@@ -64,14 +64,15 @@ impl DropReason {
 /// Why a connection, a stream or a client request was refused or closed by this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Refusal {
-    /// The TLS handshake failed or took too long: no certificate, one from another CA, a
-    /// client certificate on the peer protocol, or a stalled handshake.
+    /// The TLS handshake failed or took too long: no certificate, one from another CA, or a
+    /// stalled handshake.
     Handshake,
     /// The node already had `max_connections` client connections (or handshakes).
     TooManyConnections,
     /// The source address already had its share of connections.
     TooManyFromAddress,
-    /// A peer connection whose certificate (from the CA) names no member of the cluster.
+    /// A peer connection whose certificate (from the CA) names no member of the cluster (a
+    /// former or foreign node's, or a client's).
     NotAMember,
     /// A protocol the node does not serve (the client protocol on a node without a handler).
     UnsupportedProtocol,
