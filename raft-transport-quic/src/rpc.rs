@@ -55,6 +55,22 @@ pub(crate) struct ClientService {
     counters: Arc<Counters>,
 }
 
+/// Why a request was not read.
+enum NotRead {
+    /// The client budget could not cover it.
+    Busy,
+    /// The stream failed or the frame is bad.
+    Frame(FrameError),
+}
+
+/// Why a request was not answered.
+enum Unanswered {
+    /// The node refused to send the answer.
+    Refused(Refusal),
+    /// The client went away (reset or stopped the stream, or the connection closed).
+    StreamFailed,
+}
+
 /// A connection's requests in progress, and when the last one ended.
 struct Activity {
     state: Mutex<(usize, Instant)>,
@@ -171,16 +187,16 @@ impl ClientService {
             Ok(Ok(Some(request))) => request,
             // The client closed the stream without a request, or reset it (gave up): nothing
             // to answer, nothing wrong.
-            Ok(Ok(None)) | Ok(Err(Some(FrameError::Stream(_)))) => return,
-            Ok(Err(None)) => {
+            Ok(Ok(None)) | Ok(Err(NotRead::Frame(FrameError::Stream(_)))) => return,
+            Ok(Err(NotRead::Busy)) => {
                 let _ = recv.stop(codes::BUSY.into());
                 return refused(Refusal::Busy, codes::BUSY, &mut send);
             }
-            Ok(Err(Some(FrameError::TooLarge { .. }))) => {
+            Ok(Err(NotRead::Frame(FrameError::TooLarge { .. }))) => {
                 let _ = recv.stop(codes::BAD_REQUEST.into());
                 return refused(Refusal::RequestTooLarge, codes::BAD_REQUEST, &mut send);
             }
-            Ok(Err(Some(_))) => {
+            Ok(Err(NotRead::Frame(_))) => {
                 let _ = recv.stop(codes::BAD_REQUEST.into());
                 return refused(Refusal::BadRequest, codes::BAD_REQUEST, &mut send);
             }
@@ -196,11 +212,10 @@ impl ClientService {
         .await;
         match answered {
             Ok(Ok(())) => self.counters.served(),
-            Ok(Err(Some(reason))) => {
+            Ok(Err(Unanswered::Refused(reason))) => {
                 refused(reason, codes::RESPONSE_REFUSED, &mut send);
             }
-            // The client went away.
-            Ok(Err(None)) => {}
+            Ok(Err(Unanswered::StreamFailed)) => {}
             Err(_elapsed) => refused(Refusal::HandlerTimeout, codes::HANDLER_TIMEOUT, &mut send),
         }
         // The charge is returned only now: until the client acknowledged the response, QUIC
@@ -208,52 +223,61 @@ impl ClientService {
         drop(charge);
     }
 
-    /// Reads a request: its length, then (if the budget covers it) its body. `Err(None)`: the
-    /// budget could not cover it.
+    /// Reads a request: its length, then (if the budget covers it) its body. `Ok(None)` when
+    /// the stream ended before one.
     async fn read_request(
         &self,
         recv: &mut quinn::RecvStream,
         charge: &mut Charge,
-    ) -> Result<Option<Vec<u8>>, Option<FrameError>> {
-        let Some(len) = frame::read_len(recv, self.limits.max_request_bytes).await? else {
+    ) -> Result<Option<Vec<u8>>, NotRead> {
+        let Some(len) = frame::read_len(recv, self.limits.max_request_bytes)
+            .await
+            .map_err(NotRead::Frame)?
+        else {
             return Ok(None);
         };
         // With room for the header, so that an answer as long as the request fits too.
         if !charge.try_cover(len + HEADER_BYTES) {
-            return Err(None);
+            return Err(NotRead::Busy);
         }
-        Ok(Some(frame::read_body(recv, len, |_| {}).await?))
+        let body = frame::read_body(recv, len, |_| {})
+            .await
+            .map_err(NotRead::Frame)?;
+        Ok(Some(body))
     }
 
     /// Has `request` answered and writes the answer, waiting until the client acknowledged
-    /// it. `Err(Some(_))`: refused; `Err(None)`: the stream failed.
+    /// it.
     async fn answer(
         &self,
         request: Vec<u8>,
         send: &mut quinn::SendStream,
         charge: &mut Charge,
-    ) -> Result<(), Option<Refusal>> {
+    ) -> Result<(), Unanswered> {
         let response = self.handler.handle(request).await;
         let len = response.len();
         if len > self.max_response_bytes {
-            return Err(Some(Refusal::ResponseRefused));
+            return Err(Unanswered::Refused(Refusal::ResponseRefused));
         }
         // The request's bytes are gone (the handler consumed them); its charge now covers the
         // response, drawing more only if the budget has it now (waiting here would hold a
         // response the budget does not cover).
         if !charge.try_cover(len + HEADER_BYTES) {
-            return Err(Some(Refusal::ResponseRefused));
+            return Err(Unanswered::Refused(Refusal::ResponseRefused));
         }
-        let prefix = u32::try_from(len).map_err(|_| Some(Refusal::ResponseRefused))?;
+        let prefix =
+            u32::try_from(len).map_err(|_| Unanswered::Refused(Refusal::ResponseRefused))?;
         let mut chunks = [
             bytes::Bytes::copy_from_slice(&prefix.to_be_bytes()),
             bytes::Bytes::from(response),
         ];
-        send.write_all_chunks(&mut chunks).await.map_err(|_| None)?;
-        send.finish().map_err(|_| None)?;
+        send.write_all_chunks(&mut chunks)
+            .await
+            .map_err(|_| Unanswered::StreamFailed)?;
+        send.finish().map_err(|_| Unanswered::StreamFailed)?;
         match send.stopped().await {
             Ok(None) => Ok(()),
-            Ok(Some(_)) | Err(_) => Err(None),
+            Ok(Some(_)) | Err(_) => Err(Unanswered::StreamFailed),
         }
     }
 }
