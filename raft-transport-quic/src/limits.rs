@@ -2,12 +2,13 @@
 //! connect to it, so that no mix of hostile connections can exhaust its memory or lock its
 //! peers out.
 //!
-//! What clients can make a node hold is bounded by these limits: the client budget
-//! (`buffer_bytes`), 4 KiB per request in progress outside it
-//! (`max_connections × max_concurrent_requests × 4 KiB`), QUIC's receive buffers
-//! (`max_connections × connection_window_bytes`) and the connections' own state (tens of KiB
-//! each). With the defaults that is 64 + 16 + 64 + about 20 MiB: a node stays below 256 MiB
-//! however clients behave (measured: under 80 MiB; see `docs/faults.md`).
+//! What clients can make a node hold is bounded by these limits:
+//! `16 MiB + buffer_bytes + max_connections × (connection_window_bytes +
+//! max_concurrent_requests × 4 KiB + 128 KiB)`: the client budget, and per connection (or
+//! handshake) its QUIC receive buffers, the first 4 KiB of each request in progress (outside the
+//! budget) and its state, over the process's base. With the defaults that is 192 MiB; a node
+//! with the defaults stays below 256 MiB however clients behave (measured under the worst
+//! attacks we built: under 80 MiB; see `docs/faults.md`).
 
 use std::time::Duration;
 
