@@ -16,6 +16,9 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// The configuration is inconsistent (for example a request limit above the buffer budget).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The TLS material is unusable (bad certificate or key, CA missing).
     #[error("TLS setup failed: {0}")]
     Tls(String),

@@ -1,7 +1,9 @@
 //! Framing: every frame is a 4-byte big-endian length followed by that many bytes of postcard.
 //!
 //! Frames longer than the configured maximum are refused before anything is allocated for
-//! them, so a peer cannot make a node buffer an arbitrary amount.
+//! them, and a frame's buffer grows with the bytes that actually arrive (at most twice them),
+//! never with what its header announces: a sender cannot make a node reserve memory it does
+//! not fill.
 
 use raft_core::{Message, NodeId};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -106,6 +108,18 @@ pub async fn read_payload(
     stream: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    match read_len(stream, max).await? {
+        Some(len) => read_body(stream, len, |_| {}).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's length prefix and checks it against `max`. `Ok(None)` when the stream ended
+/// cleanly before it.
+pub(crate) async fn read_len(
+    stream: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut header = [0u8; HEADER_BYTES];
     match stream.read_exact(&mut header).await {
         Ok(()) => {}
@@ -116,9 +130,34 @@ pub async fn read_payload(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.map_err(read_error)?;
-    Ok(Some(payload))
+    Ok(Some(len))
+}
+
+/// The first buffer of a payload; it then doubles as bytes fill it.
+const FIRST_BUFFER: usize = 4096;
+
+/// Reads a payload of `len` bytes into a buffer that grows as the bytes arrive: never more
+/// than twice the bytes received (or [`FIRST_BUFFER`]). `grew` is told each new capacity.
+pub(crate) async fn read_body(
+    stream: &mut quinn::RecvStream,
+    len: usize,
+    mut grew: impl FnMut(usize),
+) -> Result<Vec<u8>, FrameError> {
+    let mut payload = Vec::new();
+    let mut capacity = 0;
+    while payload.len() < len {
+        if payload.len() >= capacity {
+            capacity = (capacity * 2).max(FIRST_BUFFER).min(len);
+            payload.reserve_exact(capacity - payload.len());
+            grew(capacity);
+        }
+        match stream.read_chunk(capacity - payload.len(), true).await {
+            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(FrameError::Truncated),
+            Err(e) => return Err(FrameError::Stream(e.to_string())),
+        }
+    }
+    Ok(payload)
 }
 
 fn read_error(error: quinn::ReadExactError) -> FrameError {
@@ -178,6 +217,59 @@ mod tests {
             decode::<PeerFrame>(&[0, 0, 0, 1, 0x7F], 1024),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_payload_buffer_grows_with_the_bytes_received_not_the_announced_length() {
+        use crate::{pki::ClusterCa, tls};
+        let ca = ClusterCa::generate("t").unwrap();
+        let server_config = tls::server_config(&ca.issue_node(1).unwrap()).unwrap();
+        let server = quinn::Endpoint::server(server_config, ([127, 0, 0, 1], 0).into()).unwrap();
+        let mut client = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+        client
+            .set_default_client_config(tls::client_config(&ca.issue_client("c").unwrap()).unwrap());
+        let addr = server.local_addr().unwrap();
+        let (sending, receiving) = tokio::join!(
+            async { client.connect(addr, crate::pki::SERVER_NAME).unwrap().await },
+            async { server.accept().await.unwrap().await }
+        );
+        let (sending, receiving) = (sending.unwrap(), receiving.unwrap());
+        receiving.set_max_concurrent_uni_streams(1u32.into());
+        // Announces 1 MiB, sends 10 kB.
+        let len = 1 << 20;
+        let mut stream = sending.open_uni().await.unwrap();
+        stream.write_all(&(len as u32).to_be_bytes()).await.unwrap();
+        stream.write_all(&[5; 10_000]).await.unwrap();
+        let grown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorder = std::sync::Arc::clone(&grown);
+        let capacities = move || grown.lock().unwrap().clone();
+        let mut incoming = receiving.accept_uni().await.unwrap();
+        let read = tokio::spawn(async move {
+            let announced = read_len(&mut incoming, 2 << 20).await.unwrap().unwrap();
+            assert_eq!(announced, len);
+            read_body(&mut incoming, announced, |capacity| {
+                recorder.lock().unwrap().push(capacity)
+            })
+            .await
+        });
+        for _ in 0..500 {
+            if capacities().last() == Some(&16384) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(capacities(), vec![4096, 8192, 16384]);
+        assert!(!read.is_finished());
+        // The rest arrives: the buffer doubles up to the payload's length, never beyond.
+        stream.write_all(&vec![5; len - 10_000]).await.unwrap();
+        stream.finish().unwrap();
+        let payload = read.await.unwrap().unwrap();
+        assert_eq!(payload, vec![5; len]);
+        assert_eq!(payload.capacity(), len);
+        let grown = capacities();
+        assert_eq!(grown.len(), 9, "{grown:?}");
+        assert!(grown.windows(2).all(|w| w[1] == 2 * w[0]), "{grown:?}");
     }
 
     proptest! {

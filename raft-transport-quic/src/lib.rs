@@ -10,24 +10,45 @@
 //! - **Bounded memory**: each peer has a bounded queue (messages and bytes); when a peer is slow
 //!   or stops reading, `send` drops instead of queueing (Raft retransmits). Received messages
 //!   wait in a bounded queue too.
-//! - **Authentication**: every node holds a certificate from the cluster CA ([`pki`]). A peer
-//!   must present one naming the node id it claims; a connection without one, or from another
-//!   CA, is refused and logged, and a message whose `from` differs from the connection's node
-//!   is dropped. Clients (ALPN `raft-client/1`) verify the node against the CA.
+//! - **Authentication**: every node and every client holds a certificate from the cluster CA
+//!   ([`pki`]); a connection without one, or with one from another CA, is refused in the TLS
+//!   handshake. A peer's certificate must name a member (or the connection is closed at once)
+//!   and its streams must introduce that member; a message whose `from` differs from the
+//!   connection's member is dropped. Clients (ALPN `raft-client/1`) verify the node against
+//!   the CA.
+//! - **Hostile clients** cannot exhaust a node: connections are limited in total and per
+//!   source address (members' addresses have a reserve of their own), requests in number per
+//!   connection, in size, and in the bytes held for all clients together, and each request has
+//!   deadlines to arrive and to be answered; idle connections are closed ([`ClientLimits`]).
 //! - **Bad input** (oversized, truncated or garbled frames, unknown message types) closes the
-//!   offending stream and connection with a logged error; the node keeps serving everyone else.
-//! - [`QuicNode::shutdown`] drains queued messages before closing.
+//!   offending stream and connection; the node keeps serving everyone else.
+//! - **Observable**: every drop and refusal is counted per peer and reason
+//!   ([`QuicNode::stats`]) and logged at most once per peer and reason per interval, with the
+//!   count.
+//! - [`QuicNode::shutdown`] drains queued messages before closing, within its deadline.
+//!
+//! `docs/faults.md` lists the transport faults a node survives, detects and refuses, or cannot
+//! detect.
 #![deny(missing_docs)]
 
+mod admission;
+mod budget;
+mod client;
 mod error;
 pub mod frame;
+mod inbound;
+mod limits;
 mod node;
 mod peer;
 pub mod pki;
 mod rpc;
+mod stats;
 pub mod tls;
 
+pub use client::RpcClient;
 pub use error::{RpcError, TransportError};
+pub use limits::ClientLimits;
 pub use node::{QuicConfig, QuicNode};
 pub use peer::BULK_THRESHOLD;
-pub use rpc::{RequestHandler, RpcClient};
+pub use rpc::RequestHandler;
+pub use stats::{DropReason, Refusal, TransportStats};

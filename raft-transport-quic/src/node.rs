@@ -8,15 +8,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use raft_core::{Message, NodeId, Transport};
-use rustls::pki_types::CertificateDer;
-use tokio::sync::{mpsc, Mutex};
-use tracing::{debug, warn};
+use tokio::sync::{mpsc, watch, Mutex};
+use tracing::warn;
 
+use crate::admission::Admission;
 use crate::error::TransportError;
 use crate::frame::{self, PeerFrame};
-use crate::peer::{self, PeerLimits, PeerSender, Refused};
+use crate::inbound::{self, Inbound};
+use crate::limits::ClientLimits;
+use crate::peer::{self, PeerContext, PeerLimits, PeerSender, Refused};
 use crate::pki::NodeTls;
-use crate::rpc::{self, RequestHandler};
+use crate::rpc::{ClientService, RequestHandler};
+use crate::stats::{Counters, DropReason, TransportStats};
 use crate::tls;
 
 /// How a [`QuicNode`] is set up.
@@ -26,12 +29,15 @@ pub struct QuicConfig {
     pub id: NodeId,
     /// Where to listen (UDP).
     pub listen: SocketAddr,
-    /// Every other node of the cluster and its address.
+    /// Every other node of the cluster and its address. Only these nodes' certificates are
+    /// accepted on the peer protocol, and connections from these addresses have a reserve of
+    /// their own that clients cannot exhaust.
     pub peers: HashMap<NodeId, SocketAddr>,
     /// Certificates and key.
     pub tls: NodeTls,
-    /// Largest frame accepted or sent, in bytes (default 16 MiB). Larger incoming frames close
-    /// the stream; larger outgoing messages are refused by `send`.
+    /// Largest frame accepted from peers or sent, in bytes (default 16 MiB); also the largest
+    /// client response. Larger incoming frames close the stream; larger outgoing messages are
+    /// refused by `send`.
     pub max_frame_bytes: usize,
     /// Messages queued per peer and stream before `send` drops (default 1024).
     pub peer_queue_messages: usize,
@@ -41,6 +47,13 @@ pub struct QuicConfig {
     pub inbound_queue: usize,
     /// First and longest delay between reconnect attempts (default 50 ms and 2 s).
     pub backoff: (Duration, Duration),
+    /// Time an incoming connection has to finish its TLS handshake (default 5 s).
+    pub handshake_timeout: Duration,
+    /// Limits on clients (and anyone else who is not a member); see [`ClientLimits`].
+    pub clients: ClientLimits,
+    /// Warnings about drops and refusals are logged at most once per peer and reason per
+    /// interval, with the count since the previous line (default 10 s).
+    pub warn_interval: Duration,
 }
 
 impl QuicConfig {
@@ -61,17 +74,11 @@ impl QuicConfig {
             peer_queue_bytes: 64 << 20,
             inbound_queue: 4096,
             backoff: (Duration::from_millis(50), Duration::from_secs(2)),
+            handshake_timeout: Duration::from_secs(5),
+            clients: ClientLimits::default(),
+            warn_interval: Duration::from_secs(10),
         }
     }
-}
-
-/// What the accepting side needs, shared by its tasks.
-struct Inbound {
-    me: NodeId,
-    peers: HashMap<NodeId, SocketAddr>,
-    max_frame_bytes: usize,
-    messages: mpsc::Sender<Message>,
-    handler: Option<Arc<dyn RequestHandler>>,
 }
 
 /// A node's QUIC endpoint: a [`Transport`] to its peers, and optionally a server of client
@@ -99,9 +106,13 @@ pub struct QuicNode {
     peers: std::sync::Mutex<HashMap<NodeId, PeerSender>>,
     peer_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     inbound: Mutex<mpsc::Receiver<Message>>,
+    accepting: Arc<Inbound>,
     accept_task: tokio::task::JoinHandle<()>,
+    counters: Arc<Counters>,
     /// Set by `shutdown`: `send` refuses from then on.
     closed: std::sync::atomic::AtomicBool,
+    /// Tells the peer tasks to stop dialing.
+    shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for QuicNode {
@@ -120,7 +131,8 @@ impl QuicNode {
         config: QuicConfig,
         handler: Option<Arc<dyn RequestHandler>>,
     ) -> Result<Self, TransportError> {
-        let server = tls::server_config(&config.tls)?;
+        config.clients.validate()?;
+        let server = tls::server_config_with(&config.tls, &config.clients)?;
         let client = tls::peer_client_config(&config.tls)?;
         let endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| {
             TransportError::Bind {
@@ -128,33 +140,57 @@ impl QuicNode {
                 source,
             }
         })?;
+        let counters = Arc::new(Counters::new(
+            config.id,
+            config.peers.keys().copied(),
+            config.warn_interval,
+        ));
         let (messages, inbound_rx) = mpsc::channel(config.inbound_queue.max(1));
-        let inbound = Arc::new(Inbound {
+        let clients = handler.map(|handler| {
+            Arc::new(ClientService::new(
+                handler,
+                config.clients.clone(),
+                config.max_frame_bytes,
+                Arc::clone(&counters),
+            ))
+        });
+        let accepting = Arc::new(Inbound {
             me: config.id,
             peers: config.peers.clone(),
             max_frame_bytes: config.max_frame_bytes,
+            handshake_timeout: config.handshake_timeout,
             messages,
-            handler,
+            clients,
+            counters: Arc::clone(&counters),
+            admission: Arc::new(Admission::new(
+                &config.clients,
+                config.peers.values().copied(),
+            )),
+            peer_connections: std::sync::Mutex::new(HashMap::new()),
         });
-        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), inbound));
-        let limits = PeerLimits {
-            queue_messages: config.peer_queue_messages.max(1),
-            queue_bytes: config.peer_queue_bytes,
-            backoff_min: config.backoff.0,
-            backoff_max: config.backoff.1,
-            max_frame_bytes: config.max_frame_bytes,
+        let accept_task = tokio::spawn(inbound::accept_loop(
+            endpoint.clone(),
+            Arc::clone(&accepting),
+        ));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let context = PeerContext {
+            endpoint: endpoint.clone(),
+            client,
+            me: config.id,
+            limits: PeerLimits {
+                queue_messages: config.peer_queue_messages.max(1),
+                queue_bytes: config.peer_queue_bytes,
+                backoff_min: config.backoff.0,
+                backoff_max: config.backoff.1,
+                max_frame_bytes: config.max_frame_bytes,
+            },
+            counters: Arc::clone(&counters),
+            shutdown: shutdown_rx,
         };
         let mut peers = HashMap::new();
         let mut tasks = Vec::new();
         for (&id, &addr) in &config.peers {
-            let (sender, task) = peer::spawn(
-                endpoint.clone(),
-                client.clone(),
-                config.id,
-                id,
-                addr,
-                limits.clone(),
-            );
+            let (sender, task) = peer::spawn(context.clone(), id, addr);
             peers.insert(id, sender);
             tasks.push(task);
         }
@@ -165,9 +201,26 @@ impl QuicNode {
             peers: std::sync::Mutex::new(peers),
             peer_tasks: std::sync::Mutex::new(tasks),
             inbound: Mutex::new(inbound_rx),
+            accepting,
             accept_task,
+            counters,
             closed: std::sync::atomic::AtomicBool::new(false),
+            shutdown,
         })
+    }
+
+    /// The node's counters: messages sent, delivered and dropped per peer and reason,
+    /// connections and requests refused per reason, and a few gauges. Cheap (atomic loads);
+    /// meant for a metrics endpoint.
+    pub fn stats(&self) -> TransportStats {
+        let mut stats = self.counters.snapshot();
+        stats.incoming_connections = self.accepting.admission.open();
+        stats.client_bytes_held = self
+            .accepting
+            .clients
+            .as_ref()
+            .map_or(0, |clients| clients.bytes_held());
+        stats
     }
 
     /// The address the endpoint listens on.
@@ -180,31 +233,41 @@ impl QuicNode {
         self.id
     }
 
-    /// Stops sending new messages, waits (up to `drain`) until the messages already queued are
-    /// written and acknowledged by the peers' QUIC stacks, then closes the endpoint.
-    pub async fn shutdown(&self, drain: Duration) {
+    /// Stops sending new messages, waits until the messages already queued for connected
+    /// peers are written and acknowledged by their QUIC stacks, then closes the endpoint; all
+    /// within `deadline`. Messages for peers that are not connected are dropped at once, and
+    /// what is still unwritten at the deadline is abandoned.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let end = tokio::time::Instant::now() + deadline;
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
         // Dropping the senders closes the queues; each peer task writes what is left, finishes
-        // its streams and ends.
+        // its streams and ends. A peer task still dialing gives up.
         lock(&self.peers).clear();
+        self.shutdown.send_replace(true);
         let tasks: Vec<_> = lock(&self.peer_tasks).drain(..).collect();
+        let aborts: Vec<_> = tasks.iter().map(|task| task.abort_handle()).collect();
         let all = async {
             for task in tasks {
-                // A peer task that panicked has nothing left to drain.
+                // A peer task that panicked or was aborted has nothing left to drain.
                 let _ = task.await;
             }
         };
-        if tokio::time::timeout(drain, all).await.is_err() {
+        if tokio::time::timeout_at(end, all).await.is_err() {
             warn!(
                 node = self.id,
-                ?drain,
+                ?deadline,
                 "shutdown: some peers did not take their messages in time"
             );
+            for abort in aborts {
+                abort.abort();
+            }
         }
         self.accept_task.abort();
         self.endpoint.close(0u32.into(), b"shutdown");
-        self.endpoint.wait_idle().await;
+        // Closing connections linger for a few round trips (longer towards an unreachable
+        // peer); they finish in the background once the deadline is spent.
+        let _ = tokio::time::timeout_at(end, self.endpoint.wait_idle()).await;
     }
 }
 
@@ -229,122 +292,21 @@ impl Transport for QuicNode {
         let Some(peer) = peers.get(&to) else {
             return Err(TransportError::UnknownPeer(to));
         };
-        peer.try_send(frame).map_err(|refused| match refused {
-            Refused::Full => TransportError::QueueFull(peer.id()),
-            Refused::Closed => TransportError::Shutdown,
-        })
+        match peer.try_send(frame) {
+            Ok(()) => {
+                self.counters.sent(to);
+                Ok(())
+            }
+            Err(Refused::Full) => {
+                self.counters
+                    .dropped(to, DropReason::SendQueueFull, &"send refused");
+                Err(TransportError::QueueFull(to))
+            }
+            Err(Refused::Closed) => Err(TransportError::Shutdown),
+        }
     }
 
     async fn recv(&self) -> Option<Message> {
         self.inbound.lock().await.recv().await
-    }
-}
-
-async fn accept_loop(endpoint: quinn::Endpoint, inbound: Arc<Inbound>) {
-    while let Some(incoming) = endpoint.accept().await {
-        let inbound = Arc::clone(&inbound);
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            match incoming.await {
-                Ok(connection) => serve_connection(connection, inbound).await,
-                Err(e) => {
-                    warn!(node = inbound.me, %remote, error = %e, "refused connection (TLS handshake failed)")
-                }
-            }
-        });
-    }
-}
-
-async fn serve_connection(connection: quinn::Connection, inbound: Arc<Inbound>) {
-    let remote = connection.remote_address();
-    match tls::negotiated_alpn(&connection).as_deref() {
-        Some(tls::ALPN_PEER) => {
-            let Some(certs) = tls::peer_certificates(&connection) else {
-                warn!(node = inbound.me, %remote, "peer connection without a certificate; closed");
-                connection.close(2u32.into(), b"certificate required");
-                return;
-            };
-            serve_peer(connection, certs, inbound).await;
-        }
-        Some(tls::ALPN_CLIENT) => match inbound.handler.clone() {
-            Some(handler) => rpc::serve(connection, handler, inbound.max_frame_bytes).await,
-            None => connection.close(3u32.into(), b"no client service here"),
-        },
-        _ => {
-            warn!(node = inbound.me, %remote, "connection with an unknown protocol; closed");
-            connection.close(4u32.into(), b"unknown protocol");
-        }
-    }
-}
-
-async fn serve_peer(
-    connection: quinn::Connection,
-    certs: Vec<CertificateDer<'static>>,
-    inbound: Arc<Inbound>,
-) {
-    let certs = Arc::new(certs);
-    while let Ok(stream) = connection.accept_uni().await {
-        let (connection, certs, inbound) =
-            (connection.clone(), Arc::clone(&certs), Arc::clone(&inbound));
-        tokio::spawn(async move {
-            if let Err(reason) = read_peer_stream(stream, &certs, &inbound).await {
-                warn!(node = inbound.me, remote = %connection.remote_address(), %reason, "bad peer stream; connection closed");
-                connection.close(5u32.into(), b"protocol violation");
-            }
-        });
-    }
-}
-
-/// Reads one peer stream: a hello naming a cluster node the certificate belongs to, then
-/// messages from that node to us. Messages claiming another sender or receiver are dropped;
-/// a framing error ends the stream (and the connection) since the stream cannot be resynced.
-async fn read_peer_stream(
-    mut stream: quinn::RecvStream,
-    certs: &[CertificateDer<'static>],
-    inbound: &Inbound,
-) -> Result<(), String> {
-    let max = inbound.max_frame_bytes;
-    let sender = match frame::read::<PeerFrame>(&mut stream, max).await {
-        Ok(Some(PeerFrame::Hello { node_id })) => node_id,
-        Ok(Some(PeerFrame::Message(_))) => return Err("stream did not start with a hello".into()),
-        Ok(None) => return Ok(()),
-        Err(e) => return Err(format!("reading hello: {e}")),
-    };
-    if !inbound.peers.contains_key(&sender) {
-        return Err(format!(
-            "hello from node {sender}, which is not in the cluster"
-        ));
-    }
-    let Some(leaf) = certs.first() else {
-        return Err("no certificate".into());
-    };
-    if !tls::certificate_names_node(leaf, sender) {
-        return Err(format!("certificate does not belong to node {sender}"));
-    }
-    loop {
-        let message = match frame::read::<PeerFrame>(&mut stream, max).await {
-            Ok(Some(PeerFrame::Message(message))) => message,
-            Ok(Some(PeerFrame::Hello { .. })) => return Err("second hello on a stream".into()),
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
-        };
-        if message.from != sender || message.to != inbound.me {
-            warn!(
-                node = inbound.me,
-                peer = sender,
-                from = message.from,
-                to = message.to,
-                "message with a sender or receiver that does not match the connection; dropped"
-            );
-            continue;
-        }
-        if inbound.messages.try_send(message).is_err() {
-            // The node is not keeping up (or shutting down): drop, as the network would.
-            debug!(
-                node = inbound.me,
-                peer = sender,
-                "inbound queue full; message dropped"
-            );
-        }
     }
 }

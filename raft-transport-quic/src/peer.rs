@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft_core::NodeId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::frame::{self, PeerFrame};
 use crate::pki::peer_name;
+use crate::stats::{Counters, DropReason};
 
 /// Frames at least this long go on the bulk stream.
 pub const BULK_THRESHOLD: usize = 16 * 1024;
@@ -36,7 +37,6 @@ pub struct PeerLimits {
 /// The sending side of one peer, owned by the node.
 #[derive(Debug)]
 pub struct PeerSender {
-    id: NodeId,
     control: mpsc::Sender<Vec<u8>>,
     bulk: mpsc::Sender<Vec<u8>>,
     queued_bytes: Arc<AtomicUsize>,
@@ -72,28 +72,45 @@ impl PeerSender {
             }
         })
     }
+}
 
-    /// The peer's id.
-    pub fn id(&self) -> NodeId {
-        self.id
-    }
+/// What every peer task shares with the node.
+#[derive(Clone)]
+pub struct PeerContext {
+    /// The node's endpoint, which dials.
+    pub endpoint: quinn::Endpoint,
+    /// How to dial a peer.
+    pub client: quinn::ClientConfig,
+    /// This node.
+    pub me: NodeId,
+    /// Queue and reconnect tuning.
+    pub limits: PeerLimits,
+    /// Where drops are counted.
+    pub counters: Arc<Counters>,
+    /// Becomes `true` when the node shuts down: stop dialing.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Starts the task that delivers frames to peer `id` at `addr`; it ends once the returned
-/// sender is dropped and the queued frames are written (or the connection is lost).
+/// sender is dropped and the queued frames are written, or at once if the peer cannot be
+/// reached when the node shuts down.
 pub fn spawn(
-    endpoint: quinn::Endpoint,
-    client: quinn::ClientConfig,
-    me: NodeId,
+    context: PeerContext,
     id: NodeId,
     addr: SocketAddr,
-    limits: PeerLimits,
 ) -> (PeerSender, tokio::task::JoinHandle<()>) {
+    let PeerContext {
+        endpoint,
+        client,
+        me,
+        limits,
+        counters,
+        shutdown,
+    } = context;
     let (control_tx, control_rx) = mpsc::channel(limits.queue_messages);
     let (bulk_tx, bulk_rx) = mpsc::channel(limits.queue_messages);
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let sender = PeerSender {
-        id,
         control: control_tx,
         bulk: bulk_tx,
         queued_bytes: Arc::clone(&queued_bytes),
@@ -107,6 +124,8 @@ pub fn spawn(
         addr,
         limits,
         queued_bytes,
+        counters,
+        shutdown,
     };
     let handle = tokio::spawn(task.run(control_rx, bulk_rx));
     (sender, handle)
@@ -120,6 +139,8 @@ struct PeerTask {
     addr: SocketAddr,
     limits: PeerLimits,
     queued_bytes: Arc<AtomicUsize>,
+    counters: Arc<Counters>,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// How a stream writer stopped.
@@ -169,12 +190,18 @@ impl PeerTask {
         }
     }
 
+    /// Dials the peer; gives up early once the node shuts down (a handshake with an
+    /// unreachable peer lasts until QUIC's idle timeout).
     async fn connect(&self) -> Result<quinn::Connection, String> {
         let connecting = self
             .endpoint
             .connect_with(self.client.clone(), self.addr, &peer_name(self.id))
             .map_err(|e| e.to_string())?;
-        connecting.await.map_err(|e| e.to_string())
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            connected = connecting => connected.map_err(|e| e.to_string()),
+            _ = shutdown.wait_for(|&down| down) => Err("shutting down".to_string()),
+        }
     }
 
     /// Waits `delay` while discarding queued frames; `false` once both queues are closed.
@@ -191,11 +218,11 @@ impl PeerTask {
             tokio::select! {
                 () = &mut sleep => return control_open || bulk_open,
                 frame = control.recv(), if control_open => match frame {
-                    Some(frame) => self.written(frame.len()),
+                    Some(frame) => self.discard(frame.len()),
                     None => control_open = false,
                 },
                 frame = bulk.recv(), if bulk_open => match frame {
-                    Some(frame) => self.written(frame.len()),
+                    Some(frame) => self.discard(frame.len()),
                     None => bulk_open = false,
                 },
                 else => return false,
@@ -205,6 +232,16 @@ impl PeerTask {
 
     fn written(&self, len: usize) {
         self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// A queued frame dropped because the peer cannot be reached.
+    fn discard(&self, len: usize) {
+        self.written(len);
+        self.counters.dropped(
+            self.id,
+            DropReason::PeerUnreachable,
+            &format_args!("address {}", self.addr),
+        );
     }
 
     /// Opens one stream, introduces us, then writes queued frames until the queue closes or
@@ -236,7 +273,7 @@ impl PeerTask {
                 match self.open(connection, priority).await {
                     Ok(opened) => stream = Some(opened),
                     Err(reason) => {
-                        self.written(len);
+                        self.discard(len);
                         return Ended::Lost(reason);
                     }
                 }

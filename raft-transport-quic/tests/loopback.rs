@@ -1,111 +1,16 @@
 //! Loopback tests with real QUIC endpoints: delivery, reconnection, authentication, bad input,
 //! a peer that stops reading, client requests and draining shutdown.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft_core::{Message, MessageBody, NodeId, Transport};
+use common::*;
+use raft_core::{MessageBody, Transport};
 use raft_transport_quic::frame::{self, PeerFrame};
-use raft_transport_quic::pki::{peer_name, ClusterCa, NodeTls};
-use raft_transport_quic::{tls, QuicConfig, QuicNode, RequestHandler, RpcClient, TransportError};
-
-fn free_addr() -> SocketAddr {
-    // Bind port 0 to let the OS pick a free port, then release it for the node to take.
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a probe socket");
-    socket.local_addr().expect("probe address")
-}
-
-fn message(from: NodeId, to: NodeId, term: u64) -> Message {
-    Message {
-        from,
-        to,
-        term,
-        body: MessageBody::VoteResponse { granted: true },
-    }
-}
-
-fn big_message(from: NodeId, to: NodeId, bytes: usize) -> Message {
-    Message {
-        from,
-        to,
-        term: 1,
-        body: MessageBody::InstallSnapshotRequest {
-            meta: raft_core::SnapshotMeta {
-                last_index: 10,
-                last_term: 1,
-            },
-            offset: 0,
-            data: vec![7; bytes],
-            done: false,
-        },
-    }
-}
-
-struct Cluster {
-    ca: ClusterCa,
-    addrs: HashMap<NodeId, SocketAddr>,
-}
-
-impl Cluster {
-    fn new(ids: &[NodeId]) -> Self {
-        Self {
-            ca: ClusterCa::generate("test").unwrap(),
-            addrs: ids.iter().map(|&id| (id, free_addr())).collect(),
-        }
-    }
-
-    fn config(&self, id: NodeId) -> QuicConfig {
-        let peers = self
-            .addrs
-            .iter()
-            .filter(|(&peer, _)| peer != id)
-            .map(|(&peer, &addr)| (peer, addr))
-            .collect();
-        let mut config =
-            QuicConfig::new(id, self.addrs[&id], peers, self.ca.issue_node(id).unwrap());
-        config.backoff = (Duration::from_millis(20), Duration::from_millis(200));
-        config
-    }
-
-    async fn start(&self, id: NodeId) -> QuicNode {
-        QuicNode::bind(self.config(id), None).await.unwrap()
-    }
-}
-
-/// The next message within `timeout`, if any.
-async fn recv_within(node: &QuicNode, timeout: Duration) -> Option<Message> {
-    tokio::time::timeout(timeout, node.recv())
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Sends `message` every 50 ms until `to` receives it (up to 10 s). Returns it, with every other
-/// message received meanwhile (late retries of earlier deliveries, or anything unexpected).
-async fn deliver_noting_others(
-    from: &QuicNode,
-    to: &QuicNode,
-    message: Message,
-) -> (Message, Vec<Message>) {
-    let mut others = Vec::new();
-    for _ in 0..200 {
-        let _ = from.send(message.clone());
-        while let Some(got) = recv_within(to, Duration::from_millis(50)).await {
-            if got == message {
-                return (got, others);
-            }
-            others.push(got);
-        }
-    }
-    panic!("message {message:?} never delivered");
-}
-
-/// [`deliver_noting_others`] without the others.
-async fn deliver(from: &QuicNode, to: &QuicNode, message: Message) -> Message {
-    deliver_noting_others(from, to, message).await.0
-}
+use raft_transport_quic::pki::{ClientTls, ClusterCa};
+use raft_transport_quic::{tls, QuicNode, RpcClient, TransportError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_deliver_both_ways() {
@@ -213,17 +118,6 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused() {
     }
 }
 
-/// A raw peer connection to `addr` presenting `tls` (a real cluster certificate).
-async fn raw_peer(tls: &NodeTls, addr: SocketAddr, target: NodeId) -> quinn::Connection {
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(tls::peer_client_config(tls).unwrap());
-    endpoint
-        .connect(addr, &peer_name(target))
-        .unwrap()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_oversized_and_forged_frames_are_dropped_and_the_node_keeps_serving() {
     let cluster = Cluster::new(&[1, 2, 3]);
@@ -291,6 +185,7 @@ async fn a_peer_that_stops_reading_costs_bounded_memory() {
         let mut held = Vec::new();
         while let Some(incoming) = silent.accept().await {
             if let Ok(connection) = incoming.await {
+                connection.set_max_concurrent_uni_streams(2u32.into());
                 while let Ok(stream) = connection.accept_uni().await {
                     held.push(stream); // never read
                 }
@@ -319,41 +214,26 @@ async fn a_peer_that_stops_reading_costs_bounded_memory() {
     accept.abort();
 }
 
-struct Echo;
-
-#[async_trait::async_trait]
-impl RequestHandler for Echo {
-    async fn handle(&self, mut request: Vec<u8>) -> Vec<u8> {
-        request.reverse();
-        request
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_call_nodes_and_verify_them_against_the_ca() {
     let cluster = Cluster::new(&[1]);
     let node = QuicNode::bind(cluster.config(1), Some(Arc::new(Echo)))
         .await
         .unwrap();
-    let client = RpcClient::new(cluster.ca.cert_der()).unwrap();
+    let client = RpcClient::new(&cluster.ca.issue_client("test").unwrap()).unwrap();
     for k in 0..20u8 {
         let reply = client.call(cluster.addrs[&1], vec![1, 2, k]).await.unwrap();
         assert_eq!(reply, vec![k, 2, 1]);
     }
-    // A client trusting another CA refuses the node.
+    // A client trusting another CA refuses the node (though its own certificate is good).
     let other = ClusterCa::generate("other").unwrap();
-    let stranger = RpcClient::new(other.cert_der()).unwrap();
+    let stranger = RpcClient::new(&ClientTls {
+        ca_cert: other.cert_der().to_vec(),
+        ..cluster.ca.issue_client("stranger").unwrap()
+    })
+    .unwrap();
     assert!(stranger.call(cluster.addrs[&1], vec![1]).await.is_err());
     node.shutdown(Duration::from_millis(200)).await;
-}
-
-struct Silent;
-
-#[async_trait::async_trait]
-impl RequestHandler for Silent {
-    async fn handle(&self, _request: Vec<u8>) -> Vec<u8> {
-        std::future::pending().await
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +242,7 @@ async fn a_call_without_an_answer_times_out() {
     let node = QuicNode::bind(cluster.config(1), Some(Arc::new(Silent)))
         .await
         .unwrap();
-    let client = RpcClient::new(cluster.ca.cert_der())
+    let client = RpcClient::new(&cluster.ca.issue_client("test").unwrap())
         .unwrap()
         .with_timeout(Duration::from_millis(300));
     let result = client.call(cluster.addrs[&1], vec![1]).await;

@@ -1,0 +1,108 @@
+//! [`RpcClient`]: calls nodes' client service, one bidirectional stream per request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tokio::sync::Mutex;
+
+use crate::error::{RpcError, TransportError};
+use crate::frame::{self, frame_bytes};
+use crate::pki::{ClientTls, SERVER_NAME};
+use crate::tls;
+
+/// A client of the cluster: sends requests to nodes, verifying each node's certificate against
+/// the cluster CA and presenting its own (from the same CA; nodes refuse clients without one),
+/// and keeps one connection per node.
+///
+/// ```no_run
+/// # async fn example(ca: raft_transport_quic::pki::ClusterCa) -> Result<(), Box<dyn std::error::Error>> {
+/// let client = raft_transport_quic::RpcClient::new(&ca.issue_client("alice")?)?;
+/// let reply = client.call("127.0.0.1:7001".parse()?, b"ping".to_vec()).await?;
+/// # let _ = reply; Ok(()) }
+/// ```
+pub struct RpcClient {
+    endpoint: quinn::Endpoint,
+    connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    max_frame_bytes: usize,
+    timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient").finish_non_exhaustive()
+    }
+}
+
+impl RpcClient {
+    /// A client with the identity `tls` (see
+    /// [`ClusterCa::issue_client`](crate::pki::ClusterCa::issue_client)), trusting servers
+    /// certified by `tls.ca_cert`. Must run inside a Tokio runtime.
+    pub fn new(tls: &ClientTls) -> Result<Self, TransportError> {
+        let config = tls::client_config(tls)?;
+        let any: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let mut endpoint = quinn::Endpoint::client(any)
+            .map_err(|source| TransportError::Bind { addr: any, source })?;
+        endpoint.set_default_client_config(config);
+        Ok(Self {
+            endpoint,
+            connections: Mutex::new(HashMap::new()),
+            max_frame_bytes: 16 << 20,
+            timeout: std::time::Duration::from_secs(5),
+        })
+    }
+
+    /// Sets how long [`call`](Self::call) waits for a connection and an answer (default 5 s).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, RpcError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(connection) = connections.get(&addr) {
+            if connection.close_reason().is_none() {
+                return Ok(connection.clone());
+            }
+        }
+        let connect_error = |reason: String| RpcError::Connect { addr, reason };
+        let connection = self
+            .endpoint
+            .connect(addr, SERVER_NAME)
+            .map_err(|e| connect_error(e.to_string()))?
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        connections.insert(addr, connection.clone());
+        Ok(connection)
+    }
+
+    /// Sends `request` to the node at `addr` and waits for its answer, up to the client's
+    /// timeout.
+    pub async fn call(&self, addr: SocketAddr, request: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.call_unbounded(addr, request))
+            .await
+            .unwrap_or(Err(RpcError::Timeout { addr, timeout }))
+    }
+
+    async fn call_unbounded(
+        &self,
+        addr: SocketAddr,
+        request: Vec<u8>,
+    ) -> Result<Vec<u8>, RpcError> {
+        let connection = self.connection(addr).await?;
+        let failed = |reason: String| RpcError::Failed { addr, reason };
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let frame = frame_bytes(&request, self.max_frame_bytes)?;
+        send.write_all(&frame)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        send.finish().map_err(|e| failed(e.to_string()))?;
+        match frame::read_payload(&mut recv, self.max_frame_bytes).await? {
+            Some(response) => Ok(response),
+            None => Err(failed("stream closed without a response".into())),
+        }
+    }
+}
