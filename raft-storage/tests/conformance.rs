@@ -290,6 +290,7 @@ fn to_update(op: &Op, state: &DurableState) -> PersistUpdate {
     let cut = cut.map(|raw| snapshot_index + 1 + raw % (last - snapshot_index + 1));
     let base = cut.map_or(last, |c| last.min(c - 1));
     PersistUpdate {
+        id: 0,
         hard_state: hard_state.map(|(term, voted_for)| HardState { term, voted_for }),
         snapshot,
         truncate_from: cut,
