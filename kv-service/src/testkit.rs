@@ -44,6 +44,8 @@ struct Slot {
     config: ServiceConfig,
     disk: DurableState,
     core: Option<ServiceCore>,
+    /// How far this node's clock runs ahead of the cluster's.
+    skew_ms: u64,
 }
 
 /// A few service cores wired together in memory. Node ids are `1..=n`.
@@ -71,6 +73,7 @@ impl LocalCluster {
                 config,
                 disk: DurableState::default(),
                 core: Some(core),
+                skew_ms: 0,
             });
         }
         Ok(Self {
@@ -134,6 +137,11 @@ impl LocalCluster {
         self.isolated.insert(node);
     }
 
+    /// Reconnects `node`.
+    pub fn heal_node(&mut self, node: NodeId) {
+        self.isolated.remove(&node);
+    }
+
     /// Reconnects every node.
     pub fn heal(&mut self) {
         self.isolated.clear();
@@ -166,16 +174,46 @@ impl LocalCluster {
         id: RequestId,
         request: ClientRequest,
     ) -> Result<(), LocalError> {
-        let now = self.now_ms;
+        self.submit(node, id, request)?;
+        self.run()
+    }
+
+    /// Hands a client request to `node` (a crashed node drops it) without running anything.
+    pub fn submit(
+        &mut self,
+        node: NodeId,
+        id: RequestId,
+        request: ClientRequest,
+    ) -> Result<(), LocalError> {
+        let now = self.clock_of(node);
         if let Some(core) = self.slot_mut(node)?.core.as_mut() {
             core.handle_request(now, id, request);
         }
-        self.run()
+        Ok(())
+    }
+
+    /// Makes `node`'s clock run `ms` milliseconds ahead of the cluster's.
+    pub fn set_skew(&mut self, node: NodeId, ms: u64) -> Result<(), LocalError> {
+        self.slot_mut(node)?.skew_ms = ms;
+        Ok(())
+    }
+
+    fn clock_of(&self, node: NodeId) -> u64 {
+        self.now_ms + self.slot(node).map_or(0, |s| s.skew_ms)
     }
 
     /// Takes the replies collected so far, as `(node, request id, reply)`.
     pub fn take_replies(&mut self) -> Vec<(NodeId, RequestId, Reply)> {
         std::mem::take(&mut self.replies)
+    }
+
+    /// Takes the replies to request `id` collected so far, leaving the others.
+    pub fn take_replies_to(&mut self, id: RequestId) -> Vec<Reply> {
+        let (mine, others) = std::mem::take(&mut self.replies)
+            .into_iter()
+            .partition(|&(_, rid, _)| rid == id);
+        self.replies = others;
+        mine.into_iter().map(|(_, _, reply)| reply).collect()
     }
 
     /// Advances time by one tick, ticks every live core, and runs the cluster.
@@ -184,7 +222,7 @@ impl LocalCluster {
         let now = self.now_ms;
         for slot in &mut self.slots {
             if let Some(core) = slot.core.as_mut() {
-                core.tick(now);
+                core.tick(now + slot.skew_ms);
             }
         }
         self.run()
@@ -204,51 +242,69 @@ impl LocalCluster {
     /// Carries out every core's actions and delivers every message, until nothing is left.
     pub fn run(&mut self) -> Result<(), LocalError> {
         loop {
-            let mut idle = true;
-            for i in 0..self.slots.len() {
-                let node = i as NodeId + 1;
-                loop {
-                    let slot = &mut self.slots[i];
-                    let Some(core) = slot.core.as_mut() else {
-                        break;
-                    };
-                    let actions = core.take_actions();
-                    if actions.is_empty() {
-                        break;
-                    }
-                    idle = false;
-                    for action in actions {
-                        match action {
-                            ServiceAction::Persist(update) => {
-                                slot.disk
-                                    .apply(&update)
-                                    .map_err(|error| LocalError::Persist { node, error })?;
-                                if let Some((index, term)) = update.last_entry() {
-                                    core.persisted(index, term);
-                                }
-                            }
-                            ServiceAction::Send(message) => self.network.push_back(message),
-                            ServiceAction::Reply { id, reply } => {
-                                self.replies.push((node, id, reply))
+            let acted = self.run_actions()?;
+            let delivered = self.deliver_all();
+            if !acted && !delivered {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Carries out every core's actions (persists, replies; messages go to the queue) without
+    /// delivering anything. Returns whether there was any action.
+    pub fn run_actions(&mut self) -> Result<bool, LocalError> {
+        let mut acted = false;
+        for i in 0..self.slots.len() {
+            let node = i as NodeId + 1;
+            loop {
+                let slot = &mut self.slots[i];
+                let Some(core) = slot.core.as_mut() else {
+                    break;
+                };
+                let actions = core.take_actions();
+                if actions.is_empty() {
+                    break;
+                }
+                acted = true;
+                for action in actions {
+                    match action {
+                        ServiceAction::Persist(update) => {
+                            slot.disk
+                                .apply(&update)
+                                .map_err(|error| LocalError::Persist { node, error })?;
+                            if let Some((index, term)) = update.last_entry() {
+                                core.persisted(index, term);
                             }
                         }
+                        ServiceAction::Send(message) => self.network.push_back(message),
+                        ServiceAction::Reply { id, reply } => self.replies.push((node, id, reply)),
                     }
                 }
             }
-            while let Some(message) = self.network.pop_front() {
-                idle = false;
-                if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
-                    continue;
-                }
-                let to = message.to;
-                if let Ok(slot) = self.slot_mut(to) {
-                    if let Some(core) = slot.core.as_mut() {
-                        core.step(message);
-                    }
-                }
-            }
-            if idle {
-                return Ok(());
+        }
+        Ok(acted)
+    }
+
+    /// Delivers the queued messages (those sent meanwhile wait for the next call), dropping
+    /// those to or from an isolated or crashed node. Returns whether the queue held any.
+    pub fn deliver_all(&mut self) -> bool {
+        let batch = std::mem::take(&mut self.network);
+        let any = !batch.is_empty();
+        for message in batch {
+            self.deliver(message);
+        }
+        any
+    }
+
+    /// Delivers one message now (unless `from` or `to` is isolated or crashed), whether or not
+    /// it came from the queue.
+    pub fn deliver(&mut self, message: Message) {
+        if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
+            return;
+        }
+        if let Ok(slot) = self.slot_mut(message.to) {
+            if let Some(core) = slot.core.as_mut() {
+                core.step(message);
             }
         }
     }
