@@ -328,8 +328,7 @@ impl ServiceCore {
     pub fn take_actions(&mut self) -> Vec<ServiceAction> {
         loop {
             if !self.new_reads.is_empty() {
-                let read_id = self.next_read_id;
-                self.next_read_id += 1;
+                let read_id = self.allocate_read_id();
                 self.reads
                     .insert(read_id, std::mem::take(&mut self.new_reads));
                 self.raft.read_index(read_id);
@@ -623,7 +622,43 @@ impl ServiceCore {
         }
     }
 
+    /// A read id never used by this node, in this incarnation or an earlier one.
+    ///
+    /// A read forwarded to the leader is answered by a message carrying its id. If a restarted
+    /// node reused ids from 1, a late answer meant for its previous incarnation could release a
+    /// new read at an older read index: a stale read. Ids therefore start from the driver's clock
+    /// (`now_ms * 1024`, a clock that keeps running across restarts) and only increase.
+    fn allocate_read_id(&mut self) -> ReadId {
+        const IDS_PER_MS: u64 = 1024;
+        let id = self
+            .next_read_id
+            .max(self.now_ms.saturating_mul(IDS_PER_MS));
+        self.next_read_id = id.saturating_add(1);
+        id
+    }
+
     fn reply(&mut self, id: RequestId, reply: Reply) {
         self.actions.push(ServiceAction::Reply { id, reply });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_core::Config;
+
+    /// Read ids grow with the clock, so a restarted node never reuses an id a late answer may
+    /// still carry.
+    #[test]
+    fn read_ids_are_never_reused_across_restarts() {
+        let config = ServiceConfig::new(Config::new(1, vec![1, 2, 3]));
+        let mut core = ServiceCore::new(config.clone()).unwrap();
+        core.tick(5_000);
+        let first = core.allocate_read_id();
+        let second = core.allocate_read_id();
+        assert!(second > first);
+        let mut restarted = ServiceCore::restore(config, &DurableState::default()).unwrap();
+        restarted.tick(5_001);
+        assert!(restarted.allocate_read_id() > second);
     }
 }

@@ -4,8 +4,8 @@
 use kv_service::codec;
 use kv_service::testkit::LocalCluster;
 use kv_service::{
-    ClientRequest, KvError, LogCommand, NodeId, Reply, RequestId, Response, RetryReason, Seq,
-    ServiceConfig, SessionId, WriteOp, WriteOutput,
+    ClientRequest, Command, KvError, LogCommand, NodeId, Reply, RequestId, Response, RetryReason,
+    Seq, ServiceConfig, SessionId, WriteOp, WriteOutput,
 };
 use raft_core::{Entry, Message, MessageBody, Payload, SnapshotMeta};
 
@@ -337,6 +337,32 @@ fn waiting_proposals_are_told_to_retry_when_leadership_is_lost() {
     }
 }
 
+/// A leader cut off from its followers steps down (check-quorum) and tells its waiting clients
+/// to retry right away, without waiting for the partition to heal.
+#[test]
+fn a_leader_that_steps_down_tells_waiting_clients_to_retry_at_once() {
+    let mut c = cluster(3, |_| {});
+    let leader = elect(&mut c);
+    let session = register(&mut c, leader, 1);
+    settle(&mut c);
+    for node in c.ids().into_iter().filter(|&n| n != leader) {
+        c.isolate(node);
+    }
+    c.request(leader, 2, write(session, 1, append("k", "x")))
+        .unwrap();
+    let timeout = c.core(leader).unwrap().config().raft.election_timeout_max;
+    for _ in 0..2 * timeout {
+        c.tick().unwrap();
+    }
+    assert!(!c.core(leader).unwrap().is_leader(), "stepped down");
+    assert_eq!(
+        reply_to(&mut c, 2),
+        Err(KvError::Retry {
+            reason: RetryReason::LeadershipLost
+        })
+    );
+}
+
 /// When the entry applied at a proposal's index has another term, the proposal is answered with
 /// `Retry { Superseded }`, never with the other entry's result.
 #[test]
@@ -363,7 +389,10 @@ fn a_proposal_whose_index_another_entry_took_is_told_to_retry() {
             entries: vec![Entry {
                 index: index + 1,
                 term: term + 1,
-                payload: Payload::Noop,
+                payload: Payload::Command(codec::encode(&LogCommand {
+                    stamp_ms: 0,
+                    command: Command::RegisterSession,
+                })),
             }],
             leader_commit: index + 1,
             read_seq: 0,
