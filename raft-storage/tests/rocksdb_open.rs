@@ -187,3 +187,37 @@ fn damaged_database_files() {
         "{error}"
     );
 }
+
+/// `Locked` used to be any IO error whose message contained "lock", and RocksDB's messages
+/// contain the path: under a directory named "blocks", every IO error looked like a lock held by
+/// someone else. (Here the IO error is a `LOCK` file that became a directory.)
+#[test]
+fn an_io_error_is_not_locked_whatever_the_path() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("blocks")).unwrap();
+    let path = root.path().join("blocks").join("node");
+    drop(RocksDbPersister::create(&path, ME).unwrap());
+    std::fs::remove_file(path.join("LOCK")).unwrap();
+    std::fs::create_dir(path.join("LOCK")).unwrap();
+    let error = RocksDbPersister::open(&path, ME).unwrap_err();
+    names_path(&error, &path);
+    assert!(matches!(error, RocksError::Db { .. }), "{error}");
+}
+
+#[test]
+fn another_applications_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node");
+    {
+        let db = rocksdb::DB::open_default(&path).unwrap();
+        db.put(b"key", b"value").unwrap();
+    }
+    let error = RocksDbPersister::open(&path, ME).unwrap_err();
+    names_path(&error, &path);
+    assert!(matches!(error, RocksError::NotADataDir { .. }), "{error}");
+    let error = RocksDbPersister::create(&path, ME).unwrap_err();
+    assert!(
+        matches!(error, RocksError::AlreadyInitialized { .. }),
+        "{error}"
+    );
+}

@@ -5,7 +5,7 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `meta` | `identity`, `hard_state`, `snapshot` | postcard records below |
-//! | `entries` | log index, 8 bytes big-endian | postcard [`Entry`] |
+//! | `entries` | log index, 8 bytes big-endian | postcard [`Entry`](raft_core::Entry) |
 //! | `snapshot` | snapshot last index (8 bytes BE) ++ chunk number (4 bytes BE) | chunk bytes |
 //!
 //! Big-endian keys sort in index order, so a log suffix (truncation) or prefix (compaction), and

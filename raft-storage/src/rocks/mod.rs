@@ -29,7 +29,9 @@
 pub mod layout;
 
 mod error;
+mod lock;
 mod mirror;
+mod options;
 mod reader;
 mod writer;
 
@@ -40,12 +42,13 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use raft_core::{DurableState, PersistUpdate, Persister};
-use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 
 pub use error::RocksError;
 pub use layout::StorageIdentity;
 
-use layout::{IdentityRecord, COLUMN_FAMILIES, FORMAT_VERSION};
+use layout::{IdentityRecord, FORMAT_VERSION};
+use lock::DirLock;
 use mirror::Mirror;
 use writer::{Request, Writer};
 
@@ -78,27 +81,30 @@ pub struct RocksDbPersister {
     counters: Arc<Counters>,
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Option<JoinHandle<()>>,
-}
-
-fn db_options(create: bool) -> Options {
-    let mut options = Options::default();
-    options.create_if_missing(create);
-    options.create_missing_column_families(create);
-    options.set_error_if_exists(create);
-    options.set_paranoid_checks(true);
-    options
-}
-
-fn descriptors() -> Vec<ColumnFamilyDescriptor> {
-    COLUMN_FAMILIES
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()))
-        .collect()
+    /// Held until the database is closed (fields drop in order, after `Drop::drop`).
+    _lock: DirLock,
 }
 
 /// Whether `path` holds a RocksDB database (RocksDB's `CURRENT` file names its manifest).
 fn holds_database(path: &Path) -> bool {
     path.join("CURRENT").exists()
+}
+
+/// Refuses a database whose column families are not exactly this layout's (another
+/// application's database). Only asked after RocksDB refused the column families: listing them
+/// does not check the MANIFEST, whose damage opening reports.
+fn check_column_families(path: &Path) -> Result<(), RocksError> {
+    let mut found =
+        DB::list_cf(&Options::default(), path).map_err(|e| RocksError::from_db(path, e))?;
+    found.sort();
+    let expected = options::expected_column_families();
+    if found != expected {
+        return Err(RocksError::NotADataDir {
+            path: path.to_path_buf(),
+            reason: format!("column families {found:?}, expected {expected:?}"),
+        });
+    }
+    Ok(())
 }
 
 impl RocksDbPersister {
@@ -116,8 +122,11 @@ impl RocksDbPersister {
                 path: path.to_path_buf(),
             });
         }
-        let db = DB::open_cf_descriptors(&db_options(true), path, descriptors())
-            .map_err(|e| RocksError::from_open(path, e))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| RocksError::io(path, "create the directory", e))?;
+        let lock = DirLock::acquire(path)?;
+        let db = DB::open_cf_descriptors(&options::db(true), path, options::descriptors())
+            .map_err(|e| RocksError::from_db(path, e))?;
         let record = IdentityRecord {
             format: FORMAT_VERSION,
             identity,
@@ -137,12 +146,12 @@ impl RocksDbPersister {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Self::start(path, db, &DurableState::default())
+        Self::start(path, db, &DurableState::default(), lock)
     }
 
     /// Opens the data directory of node `identity` at `path`, refusing a directory that is
     /// missing, holds no Raft data, belongs to another node or cluster, is locked by another
-    /// process, or is corrupt.
+    /// process or persister, or is corrupt.
     pub fn open(path: impl AsRef<Path>, identity: StorageIdentity) -> Result<Self, RocksError> {
         let path = path.as_ref();
         if !path.exists() {
@@ -161,8 +170,16 @@ impl RocksDbPersister {
                 reason: "no RocksDB database in it (CURRENT file missing)".into(),
             });
         }
-        let db = DB::open_cf_descriptors(&db_options(false), path, descriptors())
-            .map_err(|e| RocksError::from_open(path, e))?;
+        let lock = DirLock::acquire(path)?;
+        let db = match DB::open_cf_descriptors(&options::db(false), path, options::descriptors()) {
+            Ok(db) => db,
+            Err(e) if e.kind() == rocksdb::ErrorKind::InvalidArgument => {
+                // Perhaps another application's database, with other column families.
+                check_column_families(path)?;
+                return Err(RocksError::from_db(path, e));
+            }
+            Err(e) => return Err(RocksError::from_db(path, e)),
+        };
         let record = reader::identity(&db, path)?;
         if record.format != FORMAT_VERSION {
             return Err(RocksError::UnsupportedFormat {
@@ -179,10 +196,10 @@ impl RocksDbPersister {
             });
         }
         let state = reader::load(&db, path)?;
-        Self::start(path, db, &state)
+        Self::start(path, db, &state, lock)
     }
 
-    fn start(path: &Path, db: DB, state: &DurableState) -> Result<Self, RocksError> {
+    fn start(path: &Path, db: DB, state: &DurableState, lock: DirLock) -> Result<Self, RocksError> {
         let db = Arc::new(db);
         let mirror = Mirror::of(state);
         let counters = Arc::new(Counters::default());
@@ -199,16 +216,14 @@ impl RocksDbPersister {
         let handle = std::thread::Builder::new()
             .name("raft-storage-writer".into())
             .spawn(move || writer.run(receiver))
-            .map_err(|e| RocksError::Corrupt {
-                path: path.to_path_buf(),
-                what: format!("cannot start the writer thread: {e}"),
-            })?;
+            .map_err(|e| RocksError::io(path, "start the writer thread", e))?;
         Ok(Self {
             path: path.to_path_buf(),
             db,
             counters,
             requests: Mutex::new(Some(sender)),
             writer: Some(handle),
+            _lock: lock,
         })
     }
 

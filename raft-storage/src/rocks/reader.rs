@@ -25,13 +25,7 @@ fn corrupt(path: &Path, what: impl Into<String>) -> RocksError {
 }
 
 fn db_error(path: &Path) -> impl Fn(rocksdb::Error) -> RocksError + '_ {
-    move |source| match source.kind() {
-        rocksdb::ErrorKind::Corruption => corrupt(path, source.to_string()),
-        _ => RocksError::Db {
-            path: path.to_path_buf(),
-            source,
-        },
-    }
+    move |source| RocksError::from_db(path, source)
 }
 
 /// The identity record.
