@@ -1,6 +1,9 @@
-//! Opening RocksDB data directories that cannot be used: each gets a typed error naming the
-//! directory, never a panic, and never an empty log over existing data.
+//! Opening and creating RocksDB data directories that cannot be used: each gets a typed error
+//! naming the directory, never a panic, never an empty log over existing data, and `create`
+//! never touches anything that is already there.
 #![cfg(feature = "rocksdb")]
+
+use std::path::{Path, PathBuf};
 
 use raft_core::{Entry, Payload, PersistUpdate, Persister};
 use raft_storage::{RocksDbPersister, RocksError, StorageIdentity};
@@ -26,23 +29,65 @@ fn names_path(error: &RocksError, path: &std::path::Path) {
     );
 }
 
-/// A directory holding one node's data with three entries.
-fn populated(dir: &tempfile::TempDir) -> std::path::PathBuf {
-    let path = dir.path().join("node");
-    let disk = RocksDbPersister::create(&path, ME).unwrap();
+fn entries(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+    range
+        .map(|index| Entry {
+            index,
+            term: 1,
+            payload: Payload::Command(vec![7; 10]),
+        })
+        .collect()
+}
+
+fn append(disk: &RocksDbPersister, range: std::ops::RangeInclusive<u64>) {
     let update = PersistUpdate {
-        entries: (1..=3)
-            .map(|index| Entry {
-                index,
-                term: 1,
-                payload: Payload::Command(vec![7; 10]),
-            })
-            .collect(),
+        entries: entries(range),
         ..PersistUpdate::default()
     };
     block_on(disk.persist(&update)).unwrap();
+}
+
+/// A directory holding one node's data with three entries.
+fn populated(dir: &tempfile::TempDir) -> PathBuf {
+    let path = dir.path().join("node");
+    let disk = RocksDbPersister::create(&path, ME).unwrap();
+    append(&disk, 1..=3);
     disk.close();
     path
+}
+
+/// The database at `path` opened directly, bypassing the persister's checks, to damage it.
+fn raw(path: &Path) -> rocksdb::DB {
+    rocksdb::DB::open_cf(
+        &rocksdb::Options::default(),
+        path,
+        ["meta", "entries", "snapshot"],
+    )
+    .unwrap()
+}
+
+/// Names and sizes of everything in `dir`, to check that nothing was touched.
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut found: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, entry.metadata().unwrap().len())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    listing(dir).into_iter().map(|(name, _)| name).collect()
+}
+
+fn open_error(path: &Path) -> RocksError {
+    let error = RocksDbPersister::open(path, ME).unwrap_err();
+    names_path(&error, path);
+    error
 }
 
 #[test]
@@ -145,8 +190,7 @@ fn corrupt_records_and_a_hole_in_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let path = populated(&dir);
         {
-            let names = ["meta", "entries", "snapshot"];
-            let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, names).unwrap();
+            let db = raw(&path);
             let handle = db.cf_handle(cf).unwrap();
             match value {
                 Some(value) => db.put_cf(handle, key, value).unwrap(),
@@ -188,20 +232,93 @@ fn damaged_database_files() {
     );
 }
 
-/// `Locked` used to be any IO error whose message contained "lock", and RocksDB's messages
-/// contain the path: under a directory named "blocks", every IO error looked like a lock held by
-/// someone else. (Here the IO error is a `LOCK` file that became a directory.)
+/// `create` over anything that is not absent or empty refuses, and leaves it exactly as it was.
 #[test]
-fn an_io_error_is_not_locked_whatever_the_path() {
+fn create_refuses_a_directory_holding_anything_and_touches_nothing() {
     let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("blocks")).unwrap();
-    let path = root.path().join("blocks").join("node");
-    drop(RocksDbPersister::create(&path, ME).unwrap());
-    std::fs::remove_file(path.join("LOCK")).unwrap();
-    std::fs::create_dir(path.join("LOCK")).unwrap();
-    let error = RocksDbPersister::open(&path, ME).unwrap_err();
+    let path = root.path().join("node");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("notes.txt"), b"not a database").unwrap();
+    let before = listing(&path);
+    let error = RocksDbPersister::create(&path, ME).unwrap_err();
+    assert!(
+        matches!(&error, RocksError::NotEmpty { found, .. } if found == "notes.txt"),
+        "{error}"
+    );
     names_path(&error, &path);
-    assert!(matches!(error, RocksError::Db { .. }), "{error}");
+    assert_eq!(listing(&path), before);
+    assert_eq!(names(root.path()), ["node"], "nothing left beside it");
+}
+
+/// The reported data loss: a data directory whose `CURRENT` file was lost. `create` used to
+/// succeed over it (RocksDB deleted the SST files of 200 entries), or, with a WAL present, fail
+/// after writing a new MANIFEST and CURRENT, so that neither `open` nor `create` worked after.
+#[test]
+fn create_over_a_database_without_its_current_file_deletes_nothing() {
+    for entries_in_the_wal in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("node");
+        let disk = RocksDbPersister::create(&path, ME).unwrap();
+        append(&disk, 1..=100);
+        // Reopening flushes the WAL into SST files.
+        let disk = reopen(disk);
+        append(&disk, 101..=200);
+        let disk = reopen(disk);
+        if entries_in_the_wal {
+            disk.close();
+        } else {
+            drop(reopen(disk));
+        }
+        let current = std::fs::read(path.join("CURRENT")).unwrap();
+        std::fs::remove_file(path.join("CURRENT")).unwrap();
+        let before = listing(&path);
+
+        let error = RocksDbPersister::create(&path, ME).unwrap_err();
+        assert!(matches!(error, RocksError::NotEmpty { .. }), "{error}");
+        names_path(&error, &path);
+        assert_eq!(listing(&path), before, "create changed the directory");
+        assert!(matches!(open_error(&path), RocksError::NotADataDir { .. }));
+
+        // Nothing was lost: with its CURRENT file back, the directory opens with every entry.
+        std::fs::write(path.join("CURRENT"), current).unwrap();
+        let disk = RocksDbPersister::open(&path, ME).unwrap();
+        assert_eq!(block_on(disk.load()).unwrap().last_index(), 200);
+    }
+}
+
+fn reopen(disk: RocksDbPersister) -> RocksDbPersister {
+    let path = disk.path().to_path_buf();
+    disk.close();
+    RocksDbPersister::open(path, ME).unwrap()
+}
+
+#[test]
+fn create_in_an_empty_directory_or_under_missing_parents() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("empty");
+    std::fs::create_dir(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let disk = RocksDbPersister::create(&path, ME).unwrap();
+    append(&disk, 1..=3);
+    disk.close();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o750,
+        "the empty directory's permissions are kept"
+    );
+    assert_eq!(names(root.path()), ["empty"], "nothing left beside it");
+    assert_eq!(
+        block_on(RocksDbPersister::open(&path, ME).unwrap().load())
+            .unwrap()
+            .last_index(),
+        3
+    );
+
+    let deep = root.path().join("a").join("b").join("node");
+    drop(RocksDbPersister::create(&deep, ME).unwrap());
+    assert!(RocksDbPersister::open(&deep, ME).is_ok());
 }
 
 #[test]
@@ -212,12 +329,32 @@ fn another_applications_database() {
         let db = rocksdb::DB::open_default(&path).unwrap();
         db.put(b"key", b"value").unwrap();
     }
-    let error = RocksDbPersister::open(&path, ME).unwrap_err();
-    names_path(&error, &path);
+    let error = open_error(&path);
     assert!(matches!(error, RocksError::NotADataDir { .. }), "{error}");
     let error = RocksDbPersister::create(&path, ME).unwrap_err();
     assert!(
         matches!(error, RocksError::AlreadyInitialized { .. }),
         "{error}"
     );
+}
+
+/// `Locked` used to be any IO error whose message contained "lock", and RocksDB's messages
+/// contain the path: under a directory named "blocks", every IO error looked like a lock held by
+/// someone else. (Here the IO error is a `LOCK` file that became a directory.)
+#[test]
+fn an_io_error_is_not_locked_whatever_the_path() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("blocks")).unwrap();
+    let path = populated_at(&root.path().join("blocks").join("node"));
+    std::fs::remove_file(path.join("LOCK")).unwrap();
+    std::fs::create_dir(path.join("LOCK")).unwrap();
+    let error = open_error(&path);
+    assert!(matches!(error, RocksError::Db { .. }), "{error}");
+}
+
+fn populated_at(path: &Path) -> PathBuf {
+    let disk = RocksDbPersister::create(path, ME).unwrap();
+    append(&disk, 1..=3);
+    disk.close();
+    path.to_path_buf()
 }

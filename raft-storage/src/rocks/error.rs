@@ -36,6 +36,16 @@ pub enum RocksError {
         /// The directory.
         path: PathBuf,
     },
+    /// `create` was given a directory that is not empty (but holds no complete database):
+    /// `create` never deletes or overwrites anything, so it refuses. If the directory held this
+    /// node's data, the data is damaged: see `docs/faults.md`.
+    #[error("{path} is not empty (it holds {found:?}); create needs an absent or empty directory")]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+        /// The name of one entry found in it.
+        found: String,
+    },
     /// Another process (or another persister in this one) has the directory open.
     #[error("data directory {path} is locked by another process or persister")]
     Locked {

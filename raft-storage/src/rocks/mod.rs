@@ -8,9 +8,11 @@
 //!   share fsyncs; [`RocksDbPersister::stats`] counts them.
 //! - **Range deletes**: truncating a log suffix, compacting a prefix and dropping an old
 //!   snapshot are each one range delete.
-//! - **Safe opening**: [`RocksDbPersister::create`] initializes a directory for one node of one
-//!   cluster; [`RocksDbPersister::open`] refuses a missing, foreign, locked or corrupt directory
-//!   with a [`RocksError`] naming it, and never starts empty over existing data.
+//! - **Safe creation**: [`RocksDbPersister::create`] initializes a directory for one node of one
+//!   cluster, atomically (built aside, then renamed into place), and only where nothing is:
+//!   it refuses any non-empty directory and never deletes anything.
+//! - **Safe opening**: [`RocksDbPersister::open`] refuses a missing, foreign, locked or corrupt
+//!   directory with a [`RocksError`] naming it, and never starts empty over existing data.
 //!
 //! ```no_run
 //! use raft_core::Persister;
@@ -28,6 +30,7 @@
 
 pub mod layout;
 
+mod create;
 mod error;
 mod lock;
 mod mirror;
@@ -42,12 +45,12 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use raft_core::{DurableState, PersistUpdate, Persister};
-use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{Options, DB};
 
 pub use error::RocksError;
 pub use layout::StorageIdentity;
 
-use layout::{IdentityRecord, FORMAT_VERSION};
+use layout::FORMAT_VERSION;
 use lock::DirLock;
 use mirror::Mirror;
 use writer::{Request, Writer};
@@ -108,45 +111,19 @@ fn check_column_families(path: &Path) -> Result<(), RocksError> {
 }
 
 impl RocksDbPersister {
-    /// Initializes a new data directory at `path` (created if needed, or an existing empty
-    /// directory) for node `identity`, with an empty log and term 0.
+    /// Initializes a new data directory at `path` for node `identity`, with an empty log and
+    /// term 0, and opens it.
+    ///
+    /// `path` must be absent (its parent is created if needed) or an empty directory; anything
+    /// else is refused ([`RocksError::AlreadyInitialized`] over a database,
+    /// [`RocksError::NotEmpty`] over anything else) and left untouched. The directory is built
+    /// beside `path` and renamed into place, so a crash during `create` leaves either no data
+    /// directory or a complete one (see `create.rs`). `path` must not be a mount point: mount
+    /// the volume at its parent.
     pub fn create(path: impl AsRef<Path>, identity: StorageIdentity) -> Result<Self, RocksError> {
         let path = path.as_ref();
-        if path.exists() && !path.is_dir() {
-            return Err(RocksError::NotADirectory {
-                path: path.to_path_buf(),
-            });
-        }
-        if holds_database(path) {
-            return Err(RocksError::AlreadyInitialized {
-                path: path.to_path_buf(),
-            });
-        }
-        std::fs::create_dir_all(path)
-            .map_err(|e| RocksError::io(path, "create the directory", e))?;
-        let lock = DirLock::acquire(path)?;
-        let db = DB::open_cf_descriptors(&options::db(true), path, options::descriptors())
-            .map_err(|e| RocksError::from_db(path, e))?;
-        let record = IdentityRecord {
-            format: FORMAT_VERSION,
-            identity,
-        };
-        let meta = reader::cf(&db, path, layout::CF_META)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(meta, layout::KEY_IDENTITY, layout::encode(&record));
-        batch.put_cf(
-            meta,
-            layout::KEY_HARD_STATE,
-            layout::encode(&raft_core::HardState::default()),
-        );
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        db.write_opt(batch, &sync)
-            .map_err(|source| RocksError::Db {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Self::start(path, db, &DurableState::default(), lock)
+        let lock = create::build(path, identity)?;
+        Self::open_locked(path, identity, lock)
     }
 
     /// Opens the data directory of node `identity` at `path`, refusing a directory that is
@@ -171,6 +148,15 @@ impl RocksDbPersister {
             });
         }
         let lock = DirLock::acquire(path)?;
+        Self::open_locked(path, identity, lock)
+    }
+
+    /// Opens the database at `path`, whose lock the caller holds, and checks it is `identity`'s.
+    fn open_locked(
+        path: &Path,
+        identity: StorageIdentity,
+        lock: DirLock,
+    ) -> Result<Self, RocksError> {
         let db = match DB::open_cf_descriptors(&options::db(false), path, options::descriptors()) {
             Ok(db) => db,
             Err(e) if e.kind() == rocksdb::ErrorKind::InvalidArgument => {
