@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use raft_core::{Entry, Payload, PersistUpdate, Persister};
+use raft_core::{DurableState, Entry, HardState, Payload, PersistUpdate, Persister};
+use raft_storage::rocks::layout::{self, HardStateRecord, IdentityRecord};
 use raft_storage::{RocksDbPersister, RocksError, StorageIdentity};
 
 const ME: StorageIdentity = StorageIdentity {
@@ -64,6 +65,12 @@ fn raw(path: &Path) -> rocksdb::DB {
         ["meta", "entries", "snapshot"],
     )
     .unwrap()
+}
+
+/// Writes `value` under `key` in column family `cf` of the database at `path`.
+fn put_raw(path: &Path, cf: &str, key: &[u8], value: &[u8]) {
+    let db = raw(path);
+    db.put_cf(db.cf_handle(cf).unwrap(), key, value).unwrap();
 }
 
 /// Names and sizes of everything in `dir`, to check that nothing was touched.
@@ -357,4 +364,81 @@ fn populated_at(path: &Path) -> PathBuf {
     append(&disk, 1..=3);
     disk.close();
     path.to_path_buf()
+}
+
+/// The hard state record is written with every change to the log and says where the log ends.
+/// A log that ends earlier lost acknowledged entries; one that ends later has a hard state
+/// that was rolled back (a vote could be forgotten). Both used to open silently.
+#[test]
+fn a_log_that_does_not_end_where_its_hard_state_says_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    {
+        let db = raw(&path);
+        db.delete_cf(db.cf_handle("entries").unwrap(), layout::entry_key(3))
+            .unwrap();
+    }
+    let error = open_error(&path);
+    assert!(
+        matches!(&error, RocksError::Corrupt { what, .. } if what.contains("lost")),
+        "{error}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    let extra = &entries(4..=4)[0];
+    put_raw(
+        &path,
+        "entries",
+        &layout::entry_key(4),
+        &layout::encode(extra),
+    );
+    let error = open_error(&path);
+    assert!(
+        matches!(&error, RocksError::Corrupt { what, .. } if what.contains("rolled back")),
+        "{error}"
+    );
+
+    // A record that agrees with the log opens.
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    let record = HardStateRecord {
+        hard_state: HardState {
+            term: 9,
+            voted_for: Some(2),
+        },
+        last_index: 3,
+    };
+    put_raw(
+        &path,
+        "meta",
+        layout::KEY_HARD_STATE,
+        &layout::encode(&record),
+    );
+    let loaded: DurableState = block_on(RocksDbPersister::open(&path, ME).unwrap().load()).unwrap();
+    assert_eq!(loaded.hard_state, record.hard_state);
+}
+
+/// Format 1 stored the hard state without the index the log ends at: refused, not misread.
+#[test]
+fn a_directory_of_the_previous_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(&dir);
+    let old = IdentityRecord {
+        format: 1,
+        identity: ME,
+    };
+    put_raw(&path, "meta", layout::KEY_IDENTITY, &layout::encode(&old));
+    let error = open_error(&path);
+    assert!(
+        matches!(
+            error,
+            RocksError::UnsupportedFormat {
+                found: 1,
+                supported: 2,
+                ..
+            }
+        ),
+        "{error}"
+    );
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::error::RocksError;
-use super::layout::{self, IdentityRecord, StorageIdentity, FORMAT_VERSION};
+use super::layout::{self, HardStateRecord, IdentityRecord, StorageIdentity, FORMAT_VERSION};
 use super::lock::DirLock;
 use super::{holds_database, options, reader};
 
@@ -122,7 +122,8 @@ fn check_target(path: &Path) -> Result<Target, RocksError> {
 /// Creates the database in `staging` with its identity record and an empty state, durably,
 /// and closes it. Errors name `path`, the directory being created.
 fn initialize(staging: &Path, path: &Path, identity: StorageIdentity) -> Result<(), RocksError> {
-    let db = DB::open_cf_descriptors(&options::db(true), staging, options::descriptors())
+    let options = options::db(true).map_err(|e| RocksError::from_db(path, e))?;
+    let db = DB::open_cf_descriptors(&options, staging, options::descriptors())
         .map_err(|e| RocksError::from_db(path, e))?;
     let meta = reader::cf(&db, path, layout::CF_META)?;
     let mut batch = WriteBatch::default();
@@ -134,7 +135,7 @@ fn initialize(staging: &Path, path: &Path, identity: StorageIdentity) -> Result<
     batch.put_cf(
         meta,
         layout::KEY_HARD_STATE,
-        layout::encode(&raft_core::HardState::default()),
+        layout::encode(&HardStateRecord::default()),
     );
     let mut sync = WriteOptions::default();
     sync.set_sync(true);

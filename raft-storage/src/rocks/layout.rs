@@ -13,8 +13,17 @@
 //! delete. The `snapshot` record in `meta` is written in the same atomic batch as the new
 //! snapshot's chunks and the deletion of the old ones, so after a crash the record and the
 //! chunks it names always belong together.
+//!
+//! Every write batch also stores the [`HardStateRecord`]: the term and vote, and the index the
+//! log ends at once the batch is applied. The record and the entries it describes therefore
+//! always change together, and a log that does not end exactly where the record says (entries
+//! lost while the record survived, or the record rolled back while entries survived) is
+//! refused as corrupt when the directory is opened.
+//!
+//! Format versions: 1 stored the bare [`HardState`] under `hard_state`; 2 (this one) stores the
+//! [`HardStateRecord`]. A directory of another version is refused, not converted.
 
-use raft_core::{LogIndex, NodeId, SnapshotMeta};
+use raft_core::{HardState, LogIndex, NodeId, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 /// Column family of the small records.
@@ -28,13 +37,13 @@ pub const COLUMN_FAMILIES: [&str; 3] = [CF_META, CF_ENTRIES, CF_SNAPSHOT];
 
 /// Key of the identity record in `meta`.
 pub const KEY_IDENTITY: &[u8] = b"identity";
-/// Key of the hard state in `meta`.
+/// Key of the [`HardStateRecord`] in `meta`.
 pub const KEY_HARD_STATE: &[u8] = b"hard_state";
 /// Key of the snapshot record in `meta`.
 pub const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// Version of this layout, stored in the identity record.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of the pieces a snapshot is stored in.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
@@ -55,6 +64,16 @@ pub struct IdentityRecord {
     pub format: u32,
     /// The owner.
     pub identity: StorageIdentity,
+}
+
+/// The hard state record, written in every batch: the term and vote, and where the log ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardStateRecord {
+    /// The term and vote.
+    pub hard_state: HardState,
+    /// Index of the last stored entry after the batch that wrote this record (the snapshot's
+    /// last index when no entry follows it, 0 for an empty log).
+    pub last_index: LogIndex,
 }
 
 /// The snapshot record: which snapshot the chunks hold.

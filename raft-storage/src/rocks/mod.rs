@@ -13,6 +13,9 @@
 //!   it refuses any non-empty directory and never deletes anything.
 //! - **Safe opening**: [`RocksDbPersister::open`] refuses a missing, foreign, locked or corrupt
 //!   directory with a [`RocksError`] naming it, and never starts empty over existing data.
+//!   Damage inside a write-ahead log, a missing or cut WAL that RocksDB tracks, and a log that
+//!   does not end where the hard state written with it says are all refused as
+//!   [`RocksError::Corrupt`]; `docs/faults.md` lists what cannot be detected.
 //!
 //! ```no_run
 //! use raft_core::Persister;
@@ -157,7 +160,8 @@ impl RocksDbPersister {
         identity: StorageIdentity,
         lock: DirLock,
     ) -> Result<Self, RocksError> {
-        let db = match DB::open_cf_descriptors(&options::db(false), path, options::descriptors()) {
+        let options = options::db(false).map_err(|e| RocksError::from_db(path, e))?;
+        let db = match DB::open_cf_descriptors(&options, path, options::descriptors()) {
             Ok(db) => db,
             Err(e) if e.kind() == rocksdb::ErrorKind::InvalidArgument => {
                 // Perhaps another application's database, with other column families.
