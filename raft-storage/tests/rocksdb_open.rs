@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use raft_core::{DurableState, Entry, HardState, Payload, PersistUpdate, Persister};
-use raft_storage::rocks::layout::{self, HardStateRecord, IdentityRecord};
+use raft_core::{DurableState, Entry, HardState, Payload, PersistUpdate, Persister, SnapshotMeta};
+use raft_storage::rocks::layout::{self, HardStateRecord, IdentityRecord, SnapshotRecord};
 use raft_storage::{RocksDbPersister, RocksError, StorageIdentity};
 
 const ME: StorageIdentity = StorageIdentity {
@@ -364,6 +364,88 @@ fn populated_at(path: &Path) -> PathBuf {
     append(&disk, 1..=3);
     disk.close();
     path.to_path_buf()
+}
+
+/// Records that pass RocksDB's checksums but hold hostile values. A snapshot record claiming
+/// 2^40 bytes aborted the process (the loader allocated it up front); one at index `u64::MAX`
+/// panicked on an overflow.
+#[test]
+fn hostile_snapshot_records_are_corrupt_not_a_crash() {
+    let meta = |last_index| SnapshotMeta {
+        last_index,
+        last_term: 1,
+    };
+    let cases: [(SnapshotRecord, &[(u32, usize)]); 6] = [
+        (
+            SnapshotRecord {
+                meta: meta(2),
+                len: 1 << 40,
+                chunks: 1,
+            },
+            &[(0, 10)],
+        ),
+        (
+            SnapshotRecord {
+                meta: meta(2),
+                len: 1 << 40,
+                chunks: 1 << 20,
+            },
+            &[(0, 1 << 20)],
+        ),
+        (
+            SnapshotRecord {
+                meta: meta(u64::MAX),
+                len: 0,
+                chunks: 0,
+            },
+            &[],
+        ),
+        (
+            SnapshotRecord {
+                meta: meta(u64::MAX),
+                len: 10,
+                chunks: 1,
+            },
+            &[(0, 10)],
+        ),
+        // A chunk longer than its record says.
+        (
+            SnapshotRecord {
+                meta: meta(2),
+                len: 10,
+                chunks: 1,
+            },
+            &[(0, 11)],
+        ),
+        (
+            SnapshotRecord {
+                meta: meta(0),
+                len: 0,
+                chunks: 0,
+            },
+            &[],
+        ),
+    ];
+    for (record, chunks) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = populated(&dir);
+        {
+            let db = raw(&path);
+            let meta_cf = db.cf_handle("meta").unwrap();
+            db.put_cf(meta_cf, layout::KEY_SNAPSHOT, layout::encode(&record))
+                .unwrap();
+            let chunk_cf = db.cf_handle("snapshot").unwrap();
+            for &(chunk, len) in chunks {
+                let key = layout::chunk_key(record.meta.last_index, chunk);
+                db.put_cf(chunk_cf, key, vec![1u8; len]).unwrap();
+            }
+        }
+        let error = open_error(&path);
+        assert!(
+            matches!(error, RocksError::Corrupt { .. }),
+            "{record:?}: {error}"
+        );
+    }
 }
 
 /// The hard state record is written with every change to the log and says where the log ends.

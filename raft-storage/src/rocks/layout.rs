@@ -87,6 +87,14 @@ pub struct SnapshotRecord {
     pub chunks: u32,
 }
 
+impl SnapshotRecord {
+    /// The number of chunks a snapshot of `len` bytes is stored in: `len` divided by
+    /// [`SNAPSHOT_CHUNK_BYTES`], rounded up (0 for an empty snapshot).
+    pub fn chunks_for(len: u64) -> u64 {
+        len.div_ceil(SNAPSHOT_CHUNK_BYTES as u64)
+    }
+}
+
 /// Key of entry `index` in `entries`.
 pub fn entry_key(index: LogIndex) -> [u8; 8] {
     index.to_be_bytes()
@@ -115,9 +123,12 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
-/// Decodes a record, or `None` if the bytes are not one.
+/// Decodes a record, or `None` if the bytes are not exactly one (trailing bytes included).
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
-    postcard::from_bytes(bytes).ok()
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Some(value),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

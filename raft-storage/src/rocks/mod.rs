@@ -34,6 +34,7 @@
 pub mod layout;
 
 mod create;
+mod decode;
 mod error;
 mod lock;
 mod mirror;
