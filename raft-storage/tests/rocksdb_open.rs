@@ -524,3 +524,53 @@ fn a_directory_of_the_previous_format_is_refused() {
         "{error}"
     );
 }
+
+/// Damage to the SST files (where entries live once flushed): a flipped byte fails the block's
+/// checksum when `open` reads the log; a deleted file is missing from what the MANIFEST lists.
+#[test]
+fn a_damaged_or_missing_sst_file_is_refused() {
+    // Incompressible payloads, so that entry 50's bytes can be found in the file.
+    let payload = |index: u64| {
+        let mut rng = raft_core::rng::SplitMix64::new(index);
+        (0..100).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>()
+    };
+    for delete in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node");
+        let disk = RocksDbPersister::create(&path, ME).unwrap();
+        let update = PersistUpdate {
+            entries: (1..=100)
+                .map(|index| Entry {
+                    index,
+                    term: 1,
+                    payload: Payload::Command(payload(index)),
+                })
+                .collect(),
+            ..PersistUpdate::default()
+        };
+        block_on(disk.persist(&update)).unwrap();
+        // Reopening flushes the WAL into an SST file.
+        disk.close();
+        RocksDbPersister::open(&path, ME).unwrap().close();
+        let sst = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|file| file.extension().is_some_and(|ext| ext == "sst"))
+            .max_by_key(|file| std::fs::metadata(file).unwrap().len())
+            .expect("an SST file");
+        if delete {
+            std::fs::remove_file(&sst).unwrap();
+        } else {
+            let mut data = std::fs::read(&sst).unwrap();
+            let needle = payload(50);
+            let at = data
+                .windows(needle.len())
+                .position(|window| window == needle.as_slice())
+                .expect("entry 50 in the SST file");
+            data[at + 50] ^= 0x01;
+            std::fs::write(&sst, data).unwrap();
+        }
+        let error = open_error(&path);
+        assert!(matches!(error, RocksError::Corrupt { .. }), "{error}");
+    }
+}
