@@ -1,9 +1,13 @@
-//! Crash-test child: `storage-crash-child <dir> <seed> <entry-bytes>`.
+//! Crash-test child.
 //!
-//! Creates (or opens) the RocksDB data directory, then persists the deterministic
-//! [`Workload`] from `seed`, keeping up to eight updates queued at once (so they share fsyncs),
-//! and prints `durable <n>` after the first `n` updates are durable. It runs until killed; the
-//! parent kills it with SIGKILL at an arbitrary moment and checks what survived.
+//! `storage-crash-child <dir> <seed> <entry-bytes>` creates the RocksDB data directory, then
+//! persists the deterministic [`Workload`] from `seed`, keeping up to eight updates queued at
+//! once (so they share fsyncs), and prints `durable <n>` after the first `n` updates are
+//! durable. It runs until killed; the parent kills it with SIGKILL at an arbitrary moment and
+//! checks what survived.
+//!
+//! `storage-crash-child create <dir>` only creates the data directory, prints `created` and
+//! exits; the parent kills it at an arbitrary moment of `create`.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -18,12 +22,27 @@ const IDENTITY: StorageIdentity = StorageIdentity {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let (Some("create"), Some(dir), None) =
+        (args.get(1).map(String::as_str), args.get(2), args.get(3))
+    {
+        match RocksDbPersister::create(dir, IDENTITY) {
+            Ok(disk) => {
+                disk.close();
+                println!("created");
+                return;
+            }
+            Err(e) => {
+                eprintln!("cannot create {dir}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let (Some(dir), Some(seed), Some(entry_bytes)) = (
         args.get(1),
         args.get(2).and_then(|s| s.parse::<u64>().ok()),
         args.get(3).and_then(|s| s.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: storage-crash-child <dir> <seed> <entry-bytes>");
+        eprintln!("usage: storage-crash-child <dir> <seed> <entry-bytes> | create <dir>");
         std::process::exit(2);
     };
     let disk = match RocksDbPersister::create(dir, IDENTITY) {

@@ -1,6 +1,6 @@
 //! Errors of the RocksDB backend. Every error that concerns a data directory names it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use raft_core::UpdateError;
 
@@ -36,13 +36,21 @@ pub enum RocksError {
         /// The directory.
         path: PathBuf,
     },
+    /// `create` was given a directory that is not empty (but holds no complete database):
+    /// `create` never deletes or overwrites anything, so it refuses. If the directory held this
+    /// node's data, the data is damaged: see `docs/faults.md`.
+    #[error("{path} is not empty (it holds {found:?}); create needs an absent or empty directory")]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+        /// The name of one entry found in it.
+        found: String,
+    },
     /// Another process (or another persister in this one) has the directory open.
-    #[error("data directory {path} is locked by another process: {message}")]
+    #[error("data directory {path} is locked by another process or persister")]
     Locked {
         /// The directory.
         path: PathBuf,
-        /// RocksDB's description.
-        message: String,
     },
     /// The directory belongs to another node or cluster.
     #[error("data directory {path} belongs to cluster {} node {}, not cluster {} node {}", found.cluster_id, found.node_id, expected.cluster_id, expected.node_id)]
@@ -73,6 +81,17 @@ pub enum RocksError {
         path: PathBuf,
         /// What is wrong.
         what: String,
+    },
+    /// A file system operation of this backend (locking, creating, renaming, syncing) failed.
+    #[error("cannot {action} for data directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
     },
     /// RocksDB failed.
     #[error("RocksDB error in {path}: {source}")]
@@ -105,28 +124,29 @@ pub enum RocksError {
 }
 
 impl RocksError {
-    /// Classifies a RocksDB error raised while opening `path`.
-    pub(crate) fn from_open(path: &std::path::Path, error: rocksdb::Error) -> Self {
-        let message = error.to_string();
+    /// Classifies a RocksDB error concerning the directory `path`, by its kind only: corruption
+    /// is [`RocksError::Corrupt`], everything else [`RocksError::Db`] (whose source keeps
+    /// RocksDB's kind and message).
+    pub(crate) fn from_db(path: &Path, error: rocksdb::Error) -> Self {
         let path = path.to_path_buf();
         match error.kind() {
-            rocksdb::ErrorKind::IOError if message.to_lowercase().contains("lock") => {
-                RocksError::Locked { path, message }
-            }
             rocksdb::ErrorKind::Corruption => RocksError::Corrupt {
                 path,
-                what: message,
+                what: error.into_string(),
             },
-            rocksdb::ErrorKind::InvalidArgument if message.contains("Column famil") => {
-                RocksError::NotADataDir {
-                    path,
-                    reason: format!("unexpected column families ({message})"),
-                }
-            }
             _ => RocksError::Db {
                 path,
                 source: error,
             },
+        }
+    }
+
+    /// A failed file system operation on `path`.
+    pub(crate) fn io(path: &Path, action: &'static str, source: std::io::Error) -> Self {
+        RocksError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
         }
     }
 }

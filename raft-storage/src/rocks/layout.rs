@@ -5,7 +5,7 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `meta` | `identity`, `hard_state`, `snapshot` | postcard records below |
-//! | `entries` | log index, 8 bytes big-endian | postcard [`Entry`] |
+//! | `entries` | log index, 8 bytes big-endian | postcard [`Entry`](raft_core::Entry) |
 //! | `snapshot` | snapshot last index (8 bytes BE) ++ chunk number (4 bytes BE) | chunk bytes |
 //!
 //! Big-endian keys sort in index order, so a log suffix (truncation) or prefix (compaction), and
@@ -13,8 +13,17 @@
 //! delete. The `snapshot` record in `meta` is written in the same atomic batch as the new
 //! snapshot's chunks and the deletion of the old ones, so after a crash the record and the
 //! chunks it names always belong together.
+//!
+//! Every write batch also stores the [`HardStateRecord`]: the term and vote, and the index the
+//! log ends at once the batch is applied. The record and the entries it describes therefore
+//! always change together, and a log that does not end exactly where the record says (entries
+//! lost while the record survived, or the record rolled back while entries survived) is
+//! refused as corrupt when the directory is opened.
+//!
+//! Format versions: 1 stored the bare [`HardState`] under `hard_state`; 2 (this one) stores the
+//! [`HardStateRecord`]. A directory of another version is refused, not converted.
 
-use raft_core::{LogIndex, NodeId, SnapshotMeta};
+use raft_core::{HardState, LogIndex, NodeId, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 /// Column family of the small records.
@@ -28,13 +37,13 @@ pub const COLUMN_FAMILIES: [&str; 3] = [CF_META, CF_ENTRIES, CF_SNAPSHOT];
 
 /// Key of the identity record in `meta`.
 pub const KEY_IDENTITY: &[u8] = b"identity";
-/// Key of the hard state in `meta`.
+/// Key of the [`HardStateRecord`] in `meta`.
 pub const KEY_HARD_STATE: &[u8] = b"hard_state";
 /// Key of the snapshot record in `meta`.
 pub const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// Version of this layout, stored in the identity record.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of the pieces a snapshot is stored in.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
@@ -57,6 +66,16 @@ pub struct IdentityRecord {
     pub identity: StorageIdentity,
 }
 
+/// The hard state record, written in every batch: the term and vote, and where the log ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardStateRecord {
+    /// The term and vote.
+    pub hard_state: HardState,
+    /// Index of the last stored entry after the batch that wrote this record (the snapshot's
+    /// last index when no entry follows it, 0 for an empty log).
+    pub last_index: LogIndex,
+}
+
 /// The snapshot record: which snapshot the chunks hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
@@ -66,6 +85,14 @@ pub struct SnapshotRecord {
     pub len: u64,
     /// Number of chunks (`len` split in [`SNAPSHOT_CHUNK_BYTES`] pieces).
     pub chunks: u32,
+}
+
+impl SnapshotRecord {
+    /// The number of chunks a snapshot of `len` bytes is stored in: `len` divided by
+    /// [`SNAPSHOT_CHUNK_BYTES`], rounded up (0 for an empty snapshot).
+    pub fn chunks_for(len: u64) -> u64 {
+        len.div_ceil(SNAPSHOT_CHUNK_BYTES as u64)
+    }
 }
 
 /// Key of entry `index` in `entries`.
@@ -96,9 +123,12 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
-/// Decodes a record, or `None` if the bytes are not one.
+/// Decodes a record, or `None` if the bytes are not exactly one (trailing bytes included).
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
-    postcard::from_bytes(bytes).ok()
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Some(value),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

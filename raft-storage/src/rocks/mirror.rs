@@ -1,10 +1,13 @@
 //! What the writer knows of the stored state without reading it back: the snapshot and log
-//! boundaries (to validate updates before writing them) and the size of every stored entry (to
-//! keep `raft_state_size` exact as entries come and go).
+//! boundaries (to validate updates before writing them, and for the hard state record written
+//! with every batch), the hard state, and the size of every stored entry (to keep
+//! `raft_state_size` exact as entries come and go).
 
 use std::collections::VecDeque;
 
-use raft_core::{DurableState, PersistUpdate, UpdateError};
+use raft_core::{DurableState, HardState, PersistUpdate, UpdateError};
+
+use super::layout::HardStateRecord;
 
 use crate::size::{entry_size, hard_state_size};
 
@@ -14,6 +17,7 @@ pub struct Mirror {
     snapshot_index: u64,
     /// Sizes of the stored entries `snapshot_index + 1 ..`, in order.
     entry_sizes: VecDeque<u64>,
+    hard_state: HardState,
     hard_state_size: u64,
     entries_size: u64,
 }
@@ -26,12 +30,21 @@ impl Mirror {
             snapshot_index: state.snapshot_index(),
             entries_size: entry_sizes.iter().sum(),
             entry_sizes,
+            hard_state: state.hard_state,
             hard_state_size: hard_state_size(&state.hard_state),
         }
     }
 
     fn last_index(&self) -> u64 {
         self.snapshot_index + self.entry_sizes.len() as u64
+    }
+
+    /// The hard state record describing the stored state.
+    pub fn record(&self) -> HardStateRecord {
+        HardStateRecord {
+            hard_state: self.hard_state,
+            last_index: self.last_index(),
+        }
     }
 
     /// The persisted Raft state's size (see [`crate::size`]).
@@ -47,6 +60,7 @@ impl Mirror {
     /// Records `update` (already checked) as stored.
     pub fn apply(&mut self, update: &PersistUpdate) {
         if let Some(hard_state) = &update.hard_state {
+            self.hard_state = *hard_state;
             self.hard_state_size = hard_state_size(hard_state);
         }
         if let Some(snapshot) = &update.snapshot {
@@ -144,6 +158,7 @@ mod tests {
                 Mirror::of(&model).raft_state_size()
             );
             assert_eq!(mirror.last_index(), model.last_index());
+            assert_eq!(mirror.record().hard_state, model.hard_state);
         }
         assert!(mirror
             .check(&PersistUpdate {

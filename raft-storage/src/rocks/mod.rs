@@ -8,9 +8,14 @@
 //!   share fsyncs; [`RocksDbPersister::stats`] counts them.
 //! - **Range deletes**: truncating a log suffix, compacting a prefix and dropping an old
 //!   snapshot are each one range delete.
-//! - **Safe opening**: [`RocksDbPersister::create`] initializes a directory for one node of one
-//!   cluster; [`RocksDbPersister::open`] refuses a missing, foreign, locked or corrupt directory
-//!   with a [`RocksError`] naming it, and never starts empty over existing data.
+//! - **Safe creation**: [`RocksDbPersister::create`] initializes a directory for one node of one
+//!   cluster, atomically (built aside, then renamed into place), and only where nothing is:
+//!   it refuses any non-empty directory and never deletes anything.
+//! - **Safe opening**: [`RocksDbPersister::open`] refuses a missing, foreign, locked or corrupt
+//!   directory with a [`RocksError`] naming it, and never starts empty over existing data.
+//!   Damage inside a write-ahead log, a missing or cut WAL that RocksDB tracks, and a log that
+//!   does not end where the hard state written with it says are all refused as
+//!   [`RocksError::Corrupt`]; `docs/faults.md` lists what cannot be detected.
 //!
 //! ```no_run
 //! use raft_core::Persister;
@@ -28,8 +33,12 @@
 
 pub mod layout;
 
+mod create;
+mod decode;
 mod error;
+mod lock;
 mod mirror;
+mod options;
 mod reader;
 mod writer;
 
@@ -40,12 +49,13 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use raft_core::{DurableState, PersistUpdate, Persister};
-use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{Options, DB};
 
 pub use error::RocksError;
 pub use layout::StorageIdentity;
 
-use layout::{IdentityRecord, COLUMN_FAMILIES, FORMAT_VERSION};
+use layout::FORMAT_VERSION;
+use lock::DirLock;
 use mirror::Mirror;
 use writer::{Request, Writer};
 
@@ -78,22 +88,8 @@ pub struct RocksDbPersister {
     counters: Arc<Counters>,
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Option<JoinHandle<()>>,
-}
-
-fn db_options(create: bool) -> Options {
-    let mut options = Options::default();
-    options.create_if_missing(create);
-    options.create_missing_column_families(create);
-    options.set_error_if_exists(create);
-    options.set_paranoid_checks(true);
-    options
-}
-
-fn descriptors() -> Vec<ColumnFamilyDescriptor> {
-    COLUMN_FAMILIES
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()))
-        .collect()
+    /// Held until the database is closed (fields drop in order, after `Drop::drop`).
+    _lock: DirLock,
 }
 
 /// Whether `path` holds a RocksDB database (RocksDB's `CURRENT` file names its manifest).
@@ -101,48 +97,42 @@ fn holds_database(path: &Path) -> bool {
     path.join("CURRENT").exists()
 }
 
+/// Refuses a database whose column families are not exactly this layout's (another
+/// application's database). Only asked after RocksDB refused the column families: listing them
+/// does not check the MANIFEST, whose damage opening reports.
+fn check_column_families(path: &Path) -> Result<(), RocksError> {
+    let mut found =
+        DB::list_cf(&Options::default(), path).map_err(|e| RocksError::from_db(path, e))?;
+    found.sort();
+    let expected = options::expected_column_families();
+    if found != expected {
+        return Err(RocksError::NotADataDir {
+            path: path.to_path_buf(),
+            reason: format!("column families {found:?}, expected {expected:?}"),
+        });
+    }
+    Ok(())
+}
+
 impl RocksDbPersister {
-    /// Initializes a new data directory at `path` (created if needed, or an existing empty
-    /// directory) for node `identity`, with an empty log and term 0.
+    /// Initializes a new data directory at `path` for node `identity`, with an empty log and
+    /// term 0, and opens it.
+    ///
+    /// `path` must be absent (its parent is created if needed) or an empty directory; anything
+    /// else is refused ([`RocksError::AlreadyInitialized`] over a database,
+    /// [`RocksError::NotEmpty`] over anything else) and left untouched. The directory is built
+    /// beside `path` and renamed into place, so a crash during `create` leaves either no data
+    /// directory or a complete one (see `create.rs`). `path` must not be a mount point: mount
+    /// the volume at its parent.
     pub fn create(path: impl AsRef<Path>, identity: StorageIdentity) -> Result<Self, RocksError> {
         let path = path.as_ref();
-        if path.exists() && !path.is_dir() {
-            return Err(RocksError::NotADirectory {
-                path: path.to_path_buf(),
-            });
-        }
-        if holds_database(path) {
-            return Err(RocksError::AlreadyInitialized {
-                path: path.to_path_buf(),
-            });
-        }
-        let db = DB::open_cf_descriptors(&db_options(true), path, descriptors())
-            .map_err(|e| RocksError::from_open(path, e))?;
-        let record = IdentityRecord {
-            format: FORMAT_VERSION,
-            identity,
-        };
-        let meta = reader::cf(&db, path, layout::CF_META)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(meta, layout::KEY_IDENTITY, layout::encode(&record));
-        batch.put_cf(
-            meta,
-            layout::KEY_HARD_STATE,
-            layout::encode(&raft_core::HardState::default()),
-        );
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        db.write_opt(batch, &sync)
-            .map_err(|source| RocksError::Db {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Self::start(path, db, &DurableState::default())
+        let lock = create::build(path, identity)?;
+        Self::open_locked(path, identity, lock)
     }
 
     /// Opens the data directory of node `identity` at `path`, refusing a directory that is
     /// missing, holds no Raft data, belongs to another node or cluster, is locked by another
-    /// process, or is corrupt.
+    /// process or persister, or is corrupt.
     pub fn open(path: impl AsRef<Path>, identity: StorageIdentity) -> Result<Self, RocksError> {
         let path = path.as_ref();
         if !path.exists() {
@@ -161,8 +151,26 @@ impl RocksDbPersister {
                 reason: "no RocksDB database in it (CURRENT file missing)".into(),
             });
         }
-        let db = DB::open_cf_descriptors(&db_options(false), path, descriptors())
-            .map_err(|e| RocksError::from_open(path, e))?;
+        let lock = DirLock::acquire(path)?;
+        Self::open_locked(path, identity, lock)
+    }
+
+    /// Opens the database at `path`, whose lock the caller holds, and checks it is `identity`'s.
+    fn open_locked(
+        path: &Path,
+        identity: StorageIdentity,
+        lock: DirLock,
+    ) -> Result<Self, RocksError> {
+        let options = options::db(false).map_err(|e| RocksError::from_db(path, e))?;
+        let db = match DB::open_cf_descriptors(&options, path, options::descriptors()) {
+            Ok(db) => db,
+            Err(e) if e.kind() == rocksdb::ErrorKind::InvalidArgument => {
+                // Perhaps another application's database, with other column families.
+                check_column_families(path)?;
+                return Err(RocksError::from_db(path, e));
+            }
+            Err(e) => return Err(RocksError::from_db(path, e)),
+        };
         let record = reader::identity(&db, path)?;
         if record.format != FORMAT_VERSION {
             return Err(RocksError::UnsupportedFormat {
@@ -179,10 +187,10 @@ impl RocksDbPersister {
             });
         }
         let state = reader::load(&db, path)?;
-        Self::start(path, db, &state)
+        Self::start(path, db, &state, lock)
     }
 
-    fn start(path: &Path, db: DB, state: &DurableState) -> Result<Self, RocksError> {
+    fn start(path: &Path, db: DB, state: &DurableState, lock: DirLock) -> Result<Self, RocksError> {
         let db = Arc::new(db);
         let mirror = Mirror::of(state);
         let counters = Arc::new(Counters::default());
@@ -199,16 +207,14 @@ impl RocksDbPersister {
         let handle = std::thread::Builder::new()
             .name("raft-storage-writer".into())
             .spawn(move || writer.run(receiver))
-            .map_err(|e| RocksError::Corrupt {
-                path: path.to_path_buf(),
-                what: format!("cannot start the writer thread: {e}"),
-            })?;
+            .map_err(|e| RocksError::io(path, "start the writer thread", e))?;
         Ok(Self {
             path: path.to_path_buf(),
             db,
             counters,
             requests: Mutex::new(Some(sender)),
             writer: Some(handle),
+            _lock: lock,
         })
     }
 

@@ -5,15 +5,24 @@
 //! one fsync. Each caller hears back only after that fsync. A failed write poisons the writer:
 //! what reached the disk is unknown, so it accepts nothing more (the node must reopen the
 //! directory, which reads back exactly what is durable).
+//!
+//! Every batch ends with the hard state record (term, vote and the index the log now ends at),
+//! so the record and the log always change together (see [`layout`](super::layout)).
+//!
+//! WAL rotation: after every [`WAL_ROTATION_BYTES`] written, the writer flushes the small
+//! `meta` column family, which makes RocksDB start a new WAL. A closed WAL's size is then
+//! recorded in the MANIFEST and in its successor, so a closed WAL that is later cut or deleted
+//! is refused at open. Only the live WAL's tail, at most about that many bytes of the latest
+//! writes, can be lost without a trace (see `docs/faults.md`).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 
 use raft_core::PersistUpdate;
-use rocksdb::{WriteBatch, WriteOptions, DB};
+use rocksdb::{FlushOptions, WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
-use tracing::{error, trace};
+use tracing::{debug, error, trace, warn};
 
 use super::error::RocksError;
 use super::layout::{self, SnapshotRecord, SNAPSHOT_CHUNK_BYTES};
@@ -23,6 +32,9 @@ use super::Counters;
 
 /// At most this many updates go into one batch.
 const MAX_GROUP: usize = 1024;
+
+/// Bytes of write batches after which the writer starts a new WAL (see the module docs).
+pub const WAL_ROTATION_BYTES: usize = 1 << 20;
 
 /// One `persist` call waiting for the writer.
 pub struct Request {
@@ -40,6 +52,8 @@ pub struct Writer {
     counters: Arc<Counters>,
     /// The first write failure, after which everything is refused.
     poisoned: Option<String>,
+    /// Bytes written since the last WAL rotation.
+    unrotated: usize,
 }
 
 impl Writer {
@@ -60,6 +74,7 @@ impl Writer {
             mirror,
             counters,
             poisoned: None,
+            unrotated: 0,
         })
     }
 
@@ -108,6 +123,25 @@ impl Writer {
         if accepted.is_empty() {
             return;
         }
+        match reader::cf(&self.db, &self.path, layout::CF_META) {
+            Ok(meta) => batch.put_cf(
+                meta,
+                layout::KEY_HARD_STATE,
+                layout::encode(&self.mirror.record()),
+            ),
+            // Checked to exist when the writer was made; RocksDB never drops it by itself.
+            Err(e) => {
+                for reply in accepted {
+                    let _ = reply.send(Err(RocksError::Poisoned {
+                        path: self.path.clone(),
+                        cause: e.to_string(),
+                    }));
+                }
+                self.poisoned = Some(e.to_string());
+                return;
+            }
+        }
+        let bytes = batch.size_in_bytes();
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         match self.db.write_opt(batch, &sync) {
@@ -124,6 +158,10 @@ impl Writer {
                 for reply in accepted {
                     let _ = reply.send(Ok(()));
                 }
+                self.unrotated = self.unrotated.saturating_add(bytes);
+                if self.unrotated >= WAL_ROTATION_BYTES {
+                    self.rotate_wal();
+                }
             }
             Err(e) => {
                 error!(path = %self.path.display(), error = %e, "write failed; refusing further writes");
@@ -139,8 +177,29 @@ impl Writer {
         }
     }
 
-    /// Adds the writes of one update to the batch, in the order of its semantics: hard state,
-    /// snapshot (and the compaction it implies), truncation, appends.
+    /// Starts a new WAL by flushing the `meta` column family (without waiting for the flush
+    /// itself: RocksDB switches the WAL before it returns). A failure costs only detection, not
+    /// durability, so it is logged and retried after the next write.
+    fn rotate_wal(&mut self) {
+        let mut options = FlushOptions::default();
+        options.set_wait(false);
+        let result = reader::cf(&self.db, &self.path, layout::CF_META).and_then(|meta| {
+            self.db
+                .flush_cf_opt(meta, &options)
+                .map_err(|e| RocksError::from_db(&self.path, e))
+        });
+        match result {
+            Ok(()) => {
+                debug!(bytes = self.unrotated, "started a new WAL");
+                self.unrotated = 0;
+            }
+            Err(e) => warn!(path = %self.path.display(), error = %e, "cannot start a new WAL"),
+        }
+    }
+
+    /// Adds the writes of one update to the batch, in the order of its semantics: snapshot (and
+    /// the compaction it implies), truncation, appends. (The hard state is in the record
+    /// [`commit`](Self::commit) adds once per batch.)
     fn add_to_batch(
         &self,
         batch: &mut WriteBatch,
@@ -149,9 +208,6 @@ impl Writer {
         let meta = reader::cf(&self.db, &self.path, layout::CF_META)?;
         let entries = reader::cf(&self.db, &self.path, layout::CF_ENTRIES)?;
         let chunks = reader::cf(&self.db, &self.path, layout::CF_SNAPSHOT)?;
-        if let Some(hard_state) = &update.hard_state {
-            batch.put_cf(meta, layout::KEY_HARD_STATE, layout::encode(hard_state));
-        }
         if let Some(snapshot) = &update.snapshot {
             let last = snapshot.meta.last_index;
             let pieces: Vec<&[u8]> = snapshot.data.chunks(SNAPSHOT_CHUNK_BYTES).collect();
