@@ -1,25 +1,8 @@
 //! Retry delays: capped exponential backoff with jitter from a seeded generator.
 
-/// SplitMix64: a small, fully reproducible generator (the Clerk's only randomness, seeded from
-/// its configuration).
-#[derive(Clone, Debug)]
-pub(crate) struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+/// The Clerk's only randomness (jitter), seeded from its configuration: raft-core's
+/// reproducible generator.
+pub(crate) use raft_core::rng::SplitMix64;
 
 /// How soon to retry after a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
