@@ -237,6 +237,11 @@ impl QuicNode {
     /// peers are written and acknowledged by their QUIC stacks, then closes the endpoint; all
     /// within `deadline`. Messages for peers that are not connected are dropped at once, and
     /// what is still unwritten at the deadline is abandoned.
+    ///
+    /// The UDP socket is released once the closing connections have drained (a few round trips)
+    /// and the node is dropped; a node started again on the same address in the same process
+    /// may have to retry [`QuicNode::bind`] while it sees [`TransportError::Bind`] with
+    /// `AddrInUse`.
     pub async fn shutdown(&self, deadline: Duration) {
         let end = tokio::time::Instant::now() + deadline;
         self.closed

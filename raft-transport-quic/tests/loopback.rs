@@ -69,14 +69,16 @@ async fn reconnects_after_a_peer_restarts_on_the_same_address() {
     let n1 = cluster.start(1).await;
     let n2 = cluster.start(2).await;
     deliver(&n1, &n2, message(1, 2, 1)).await;
-    n2.shutdown(Duration::from_millis(100)).await;
+    // A deadline long enough for the closing connections to drain (shutdown returns as soon as
+    // they have): the port is then about to be released.
+    n2.shutdown(Duration::from_secs(5)).await;
     drop(n2);
     // Meanwhile node 1 keeps sending into the void.
     for _ in 0..20 {
         let _ = n1.send(message(1, 2, 2));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let n2 = cluster.start(2).await;
+    let n2 = cluster.restart(2).await;
     let got = deliver(&n1, &n2, message(1, 2, 3)).await;
     assert_eq!(got.from, 1);
     n1.shutdown(Duration::from_secs(1)).await;

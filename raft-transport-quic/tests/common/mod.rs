@@ -75,6 +75,25 @@ impl Cluster {
     pub async fn start(&self, id: NodeId) -> QuicNode {
         QuicNode::bind(self.config(id), None).await.unwrap()
     }
+
+    /// Starts node `id` again on the address an earlier incarnation used. The earlier endpoint
+    /// releases its UDP socket only once its closing connections have drained and its background
+    /// tasks have ended, so binding is retried while the address is still in use (up to 10 s).
+    pub async fn restart(&self, id: NodeId) -> QuicNode {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match QuicNode::bind(self.config(id), None).await {
+                Ok(node) => return node,
+                Err(raft_transport_quic::TransportError::Bind { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse
+                        && tokio::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("node {id} could not start again: {error}"),
+            }
+        }
+    }
 }
 
 /// The next message within `timeout`, if any.
