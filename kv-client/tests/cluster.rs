@@ -168,8 +168,19 @@ impl World {
         }
     }
 
+    /// The leader, once there is one (time runs until then; 3 s of election time at most).
+    fn leader(&mut self) -> NodeId {
+        for _ in 0..300 {
+            if let Some(leader) = self.cluster.leader() {
+                return leader;
+            }
+            self.step();
+        }
+        panic!("no leader within 3 s");
+    }
+
     fn crash_leader(&mut self) -> NodeId {
-        let leader = self.cluster.leader().expect("a leader");
+        let leader = self.leader();
         self.cluster.crash(leader).unwrap();
         leader
     }
@@ -221,7 +232,7 @@ fn sequential_appends_survive_failover_duplicates_and_lost_replies_exactly_once(
                 }
             }
             40 => {
-                let leader = w.cluster.leader().expect("a leader");
+                let leader = w.leader();
                 w.cluster.isolate(leader);
             }
             50 => w.cluster.heal(),
@@ -259,7 +270,7 @@ fn pipelined_clerks_are_exactly_once_through_crashes_and_partitions() {
                 w.crash_leader();
             }
             16 => {
-                let leader = w.cluster.leader().expect("a leader");
+                let leader = w.leader();
                 w.cluster.isolate(leader);
             }
             24 => {

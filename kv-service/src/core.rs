@@ -35,6 +35,9 @@
 //!   `max_pending_proposals` waiting proposals or `max_pending_reads` waiting reads get
 //!   [`KvError::Busy`]; a follower answers [`KvError::NotLeader`] with the leader it knows.
 //!
+//! The logic lives in [`KvService`]; a driver that runs the state-machine lane itself (the
+//! simulator) uses that directly, with the node in its own hands.
+//!
 //! # Time
 //!
 //! The driver passes its clock (milliseconds, any origin, ideally shared by the servers) to
@@ -51,22 +54,16 @@
 //! driver. A core restarted with [`ServiceCore::restore`] loads its state machine from the stored
 //! snapshot before it serves anything.
 
-use std::collections::BTreeMap;
-
 use raft_core::{
-    Action, CompactError, DurableState, Entry, LogIndex, Message, NodeId, PersistId, PersistUpdate,
-    RaftNode, ReadError, ReadId, RestoreError, Snapshot, Status, Term,
+    Action, DurableState, Lane, LogIndex, Message, NodeId, PersistId, PersistUpdate, RaftNode,
+    RestoreError, Status,
 };
-use tracing::{debug, error, warn};
 
-use crate::codec::{self, CodecError};
-use crate::command::{Command, LogCommand};
+use crate::codec::CodecError;
 use crate::config::{ServiceConfig, ServiceConfigError};
 use crate::machine::KvStateMachine;
-use crate::protocol::{
-    ClientRequest, KvError, Reply, RequestId, Response, RetryReason, Seq, SessionId,
-};
-use crate::raft_size::RaftStateSize;
+use crate::protocol::{ClientRequest, Reply, RequestId};
+use crate::service::KvService;
 
 /// One thing the driver must do for the core, in order (see the [module docs](self)).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,43 +125,12 @@ pub struct ServiceStatus {
     pub unavailable: bool,
 }
 
-/// A proposal waiting for its entry to apply.
-#[derive(Debug)]
-struct Proposal {
-    term: Term,
-    /// Every request answered by this entry (copies of one write share it).
-    requests: Vec<RequestId>,
-    /// The write's `(session, seq)`, for sharing.
-    write: Option<(SessionId, Seq)>,
-}
-
-/// One replica of the KV service: a [`RaftNode`] and a [`KvStateMachine`], driven by method
-/// calls and answering with [`ServiceAction`]s. See the [module docs](self).
+/// One replica of the KV service: a [`RaftNode`] and a [`KvService`], driven by method calls
+/// and answering with [`ServiceAction`]s. See the [module docs](self).
 #[derive(Debug)]
 pub struct ServiceCore {
-    config: ServiceConfig,
     raft: RaftNode,
-    machine: KvStateMachine,
-    size: RaftStateSize,
-    /// The driver's clock, as last passed in.
-    now_ms: u64,
-    /// The last stamp this node proposed.
-    last_stamp_ms: u64,
-    /// The term in which every waiting proposal was made (`None`: not leading).
-    leading: Option<Term>,
-    /// Waiting proposals, by log index.
-    proposals: BTreeMap<LogIndex, Proposal>,
-    /// Index of the waiting proposal of each write.
-    writes_in_log: BTreeMap<(SessionId, Seq), LogIndex>,
-    /// Reads accepted since the last `take_actions`, not yet handed to the node.
-    new_reads: Vec<(RequestId, Vec<u8>)>,
-    /// Reads handed to the node, by read id.
-    reads: BTreeMap<ReadId, Vec<(RequestId, Vec<u8>)>>,
-    pending_reads: usize,
-    next_read_id: ReadId,
-    /// A snapshot from the leader could not be loaded: the state machine is not trustworthy
-    /// until another snapshot loads.
-    unavailable: bool,
+    service: KvService,
     actions: Vec<ServiceAction>,
 }
 
@@ -177,37 +143,12 @@ impl ServiceCore {
     /// A replica restarting from what it had made durable: the state machine is loaded from the
     /// stored snapshot first, then the node continues from the stored log.
     pub fn restore(config: ServiceConfig, state: &DurableState) -> Result<Self, ServiceError> {
-        config.validate()?;
-        let machine = match &state.snapshot {
-            Some(snapshot) => {
-                let machine = KvStateMachine::restore(config.machine, &snapshot.data)?;
-                if machine.applied_index() != snapshot.meta.last_index {
-                    return Err(ServiceError::SnapshotIndex {
-                        meta: snapshot.meta.last_index,
-                        data: machine.applied_index(),
-                    });
-                }
-                machine
-            }
-            None => KvStateMachine::new(config.machine),
-        };
-        let raft = RaftNode::restore(config.raft.clone(), state)?;
-        let last_stamp_ms = machine.clock_ms();
+        let raft_config = config.raft.clone();
+        let service = KvService::restore(config, state)?;
+        let raft = RaftNode::restore(raft_config, state)?;
         Ok(Self {
-            size: RaftStateSize::of_state(state),
-            config,
             raft,
-            machine,
-            now_ms: 0,
-            last_stamp_ms,
-            leading: None,
-            proposals: BTreeMap::new(),
-            writes_in_log: BTreeMap::new(),
-            new_reads: Vec::new(),
-            reads: BTreeMap::new(),
-            pending_reads: 0,
-            next_read_id: 1,
-            unavailable: false,
+            service,
             actions: Vec::new(),
         })
     }
@@ -221,7 +162,7 @@ impl ServiceCore {
 
     /// The configuration.
     pub fn config(&self) -> &ServiceConfig {
-        &self.config
+        self.service.config()
     }
 
     /// The Raft node.
@@ -229,9 +170,14 @@ impl ServiceCore {
         &self.raft
     }
 
+    /// The service logic.
+    pub fn service(&self) -> &KvService {
+        &self.service
+    }
+
     /// The state machine.
     pub fn machine(&self) -> &KvStateMachine {
-        &self.machine
+        self.service.machine()
     }
 
     /// Whether this replica leads its current term.
@@ -241,20 +187,21 @@ impl ServiceCore {
 
     /// The persisted Raft state's size as the core counts it (see the [module docs](self)).
     pub fn raft_state_size(&self) -> u64 {
-        self.size.total()
+        self.service.raft_state_size()
     }
 
     /// A summary of the core's state.
     pub fn status(&self) -> ServiceStatus {
+        let machine = self.service.machine();
         ServiceStatus {
             raft: self.raft.status(),
-            keys: self.machine.len(),
-            sessions: self.machine.sessions().len(),
-            clock_ms: self.machine.clock_ms(),
-            raft_state_size: self.size.total(),
-            pending_proposals: self.proposals.len(),
-            pending_reads: self.pending_reads,
-            unavailable: self.unavailable,
+            keys: machine.len(),
+            sessions: machine.sessions().len(),
+            clock_ms: machine.clock_ms(),
+            raft_state_size: self.service.raft_state_size(),
+            pending_proposals: self.service.pending_proposals(),
+            pending_reads: self.service.pending_reads(),
+            unavailable: self.service.is_unavailable(),
         }
     }
 
@@ -262,7 +209,7 @@ impl ServiceCore {
 
     /// Advances logical time by one Raft tick; `now_ms` is the driver's clock.
     pub fn tick(&mut self, now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
+        self.service.tick(now_ms);
         self.raft.tick();
     }
 
@@ -280,384 +227,37 @@ impl ServiceCore {
     /// Handles a client request; the answer comes as a [`ServiceAction::Reply`] with `id`, now
     /// or after later inputs. `now_ms` is the driver's clock.
     pub fn handle_request(&mut self, now_ms: u64, id: RequestId, request: ClientRequest) {
-        self.now_ms = self.now_ms.max(now_ms);
-        if self.unavailable {
-            self.reply(id, Err(KvError::Unavailable));
-            return;
-        }
-        match request {
-            ClientRequest::Get { key } => self.admit_read(id, key),
-            ClientRequest::RegisterSession => self.admit_command(id, Command::RegisterSession),
-            ClientRequest::KeepAlive { session } => {
-                self.admit_command(id, Command::KeepAlive { session })
-            }
-            ClientRequest::Write {
-                session,
-                seq,
-                lowest_unacked,
-                op,
-            } => {
-                if lowest_unacked > seq {
-                    let error = KvError::BadSequence {
-                        seq,
-                        lowest_unacked,
-                    };
-                    self.reply(id, Err(error));
-                    return;
-                }
-                if let Some(output) = self.machine.cached_reply(session, seq) {
-                    // Executed already (the state machine holds only committed entries).
-                    let reply = Ok(Response::Written(output.clone()));
-                    self.reply(id, reply);
-                    return;
-                }
-                let command = Command::Write {
-                    session,
-                    seq,
-                    lowest_unacked,
-                    op,
-                };
-                self.admit_command(id, command);
-            }
-        }
+        self.service
+            .handle_request(&mut self.raft, now_ms, id, request);
     }
 
     /// Returns the actions accumulated since the last call, in the order the driver must carry
     /// them out (see the [module docs](self)). Call it after every batch of inputs.
     pub fn take_actions(&mut self) -> Vec<ServiceAction> {
         loop {
-            if !self.new_reads.is_empty() {
-                let read_id = self.allocate_read_id();
-                self.reads
-                    .insert(read_id, std::mem::take(&mut self.new_reads));
-                self.raft.read_index(read_id);
+            for action in self.raft.take_actions() {
+                match action {
+                    Action::Persist(update) => {
+                        self.service.persisting(&update);
+                        self.actions.push(ServiceAction::Persist(update));
+                    }
+                    Action::Send(message) => self.actions.push(ServiceAction::Send(message)),
+                    other => {
+                        debug_assert_eq!(other.lane(), Lane::StateMachine);
+                        self.service.run(other);
+                    }
+                }
             }
-            let actions = self.raft.take_actions();
-            if actions.is_empty() {
+            // Applies first, then leadership: a proposal whose index another entry took is
+            // told so, rather than just "leadership lost".
+            self.service.settle(&mut self.raft);
+            if !self.raft.has_actions() {
                 break;
             }
-            for action in actions {
-                self.carry_out(action);
-            }
-            self.maybe_snapshot();
         }
-        self.check_leadership();
+        for (id, reply) in self.service.take_replies() {
+            self.actions.push(ServiceAction::Reply { id, reply });
+        }
         std::mem::take(&mut self.actions)
-    }
-
-    // ----- Admission -----
-
-    fn admit_read(&mut self, id: RequestId, key: Vec<u8>) {
-        let limit = self.config.max_request_bytes;
-        if key.len() > limit {
-            let error = KvError::TooLarge {
-                size: key.len() as u64,
-                limit: limit as u64,
-            };
-            self.reply(id, Err(error));
-        } else if !self.raft.is_leader() {
-            let error = KvError::NotLeader {
-                leader_hint: self.raft.leader_id(),
-            };
-            self.reply(id, Err(error));
-        } else if self.pending_reads >= self.config.max_pending_reads {
-            self.reply(id, Err(KvError::Busy));
-        } else {
-            self.pending_reads += 1;
-            self.new_reads.push((id, key));
-        }
-    }
-
-    fn admit_command(&mut self, id: RequestId, command: Command) {
-        let write = match &command {
-            Command::Write { session, seq, .. } => Some((*session, *seq)),
-            Command::RegisterSession | Command::KeepAlive { .. } => None,
-        };
-        let stamp_ms = self
-            .now_ms
-            .max(self.last_stamp_ms)
-            .max(self.machine.clock_ms());
-        let bytes = codec::encode(&LogCommand { stamp_ms, command });
-        let limit = self.config.max_request_bytes;
-        if bytes.len() > limit {
-            let error = KvError::TooLarge {
-                size: bytes.len() as u64,
-                limit: limit as u64,
-            };
-            self.reply(id, Err(error));
-            return;
-        }
-        if !self.raft.is_leader() {
-            let error = KvError::NotLeader {
-                leader_hint: self.raft.leader_id(),
-            };
-            self.reply(id, Err(error));
-            return;
-        }
-        self.check_leadership();
-        if let Some(index) = write.and_then(|w| self.writes_in_log.get(&w)) {
-            // A copy of a write already in the log in this term: it shares that entry.
-            if let Some(proposal) = self.proposals.get_mut(index) {
-                proposal.requests.push(id);
-                return;
-            }
-        }
-        if self.proposals.len() >= self.config.max_pending_proposals {
-            self.reply(id, Err(KvError::Busy));
-            return;
-        }
-        match self.raft.propose(bytes) {
-            Ok((index, term)) => {
-                self.last_stamp_ms = stamp_ms;
-                self.leading = Some(term);
-                self.proposals.insert(
-                    index,
-                    Proposal {
-                        term,
-                        requests: vec![id],
-                        write,
-                    },
-                );
-                if let Some(w) = write {
-                    self.writes_in_log.insert(w, index);
-                }
-            }
-            Err(raft_core::ProposeError::NotLeader { leader_hint }) => {
-                self.reply(id, Err(KvError::NotLeader { leader_hint }));
-            }
-        }
-    }
-
-    // ----- The node's actions -----
-
-    fn carry_out(&mut self, action: Action) {
-        match action {
-            Action::Persist(update) => {
-                self.size.apply(&update);
-                self.actions.push(ServiceAction::Persist(update));
-            }
-            Action::Send(message) => self.actions.push(ServiceAction::Send(message)),
-            Action::Apply(entries) => {
-                for entry in &entries {
-                    self.apply_entry(entry);
-                }
-            }
-            Action::InstallSnapshot(snapshot) => self.install_snapshot(&snapshot),
-            Action::ReadReady { id, index } => self.serve_reads(id, index),
-            Action::ReadFailed { id, error } => {
-                let error = match error {
-                    ReadError::NotLeader { leader_hint } => KvError::NotLeader { leader_hint },
-                    ReadError::LeadershipLost => KvError::Retry {
-                        reason: RetryReason::LeadershipLost,
-                    },
-                    ReadError::Timeout => KvError::Retry {
-                        reason: RetryReason::ReadTimeout,
-                    },
-                };
-                self.fail_reads(id, error);
-            }
-        }
-    }
-
-    fn apply_entry(&mut self, entry: &Entry) {
-        let result = if self.unavailable {
-            None
-        } else {
-            self.machine.apply(entry)
-        };
-        let Some(proposal) = self.proposals.remove(&entry.index) else {
-            return;
-        };
-        if let Some(w) = proposal.write {
-            self.writes_in_log.remove(&w);
-        }
-        let reply = match result {
-            _ if self.unavailable => Err(KvError::Unavailable),
-            Some(reply) if proposal.term == entry.term => reply,
-            _ => {
-                debug!(
-                    node = self.raft.id(),
-                    index = entry.index,
-                    "another entry took the proposal's place"
-                );
-                Err(KvError::Retry {
-                    reason: RetryReason::Superseded,
-                })
-            }
-        };
-        for id in proposal.requests {
-            self.reply(id, reply.clone());
-        }
-    }
-
-    fn install_snapshot(&mut self, snapshot: &Snapshot) {
-        let last_index = snapshot.meta.last_index;
-        match KvStateMachine::restore(self.config.machine, &snapshot.data) {
-            Ok(machine) if machine.applied_index() == last_index => {
-                debug!(
-                    node = self.raft.id(),
-                    last_index, "state machine replaced by snapshot"
-                );
-                self.machine = machine;
-                self.unavailable = false;
-            }
-            Ok(machine) => {
-                error!(
-                    node = self.raft.id(),
-                    last_index,
-                    data_index = machine.applied_index(),
-                    "snapshot state is not at its index; refusing to serve"
-                );
-                self.unavailable = true;
-            }
-            Err(err) => {
-                error!(node = self.raft.id(), last_index, %err, "snapshot cannot be decoded; refusing to serve");
-                self.unavailable = true;
-            }
-        }
-        // Proposals the snapshot covers can no longer be matched with their entries.
-        let later = self.proposals.split_off(&(last_index + 1));
-        let covered = std::mem::replace(&mut self.proposals, later);
-        for (_, proposal) in covered {
-            if let Some(w) = proposal.write {
-                self.writes_in_log.remove(&w);
-            }
-            let reason = RetryReason::Superseded;
-            for id in proposal.requests {
-                self.reply(id, Err(KvError::Retry { reason }));
-            }
-        }
-    }
-
-    fn serve_reads(&mut self, read_id: ReadId, index: LogIndex) {
-        let Some(batch) = self.reads.remove(&read_id) else {
-            return;
-        };
-        self.pending_reads -= batch.len();
-        for (id, key) in batch {
-            let reply = if self.unavailable {
-                Err(KvError::Unavailable)
-            } else if self.machine.applied_index() < index {
-                // The node releases a read only once its index is applied; kept safe anyway.
-                warn!(
-                    node = self.raft.id(),
-                    index,
-                    applied = self.machine.applied_index(),
-                    "read released before its index applied"
-                );
-                Err(KvError::Retry {
-                    reason: RetryReason::ReadTimeout,
-                })
-            } else {
-                Ok(Response::Value(self.machine.get(&key).map(<[u8]>::to_vec)))
-            };
-            self.reply(id, reply);
-        }
-    }
-
-    fn fail_reads(&mut self, read_id: ReadId, error: KvError) {
-        let Some(batch) = self.reads.remove(&read_id) else {
-            return;
-        };
-        self.pending_reads -= batch.len();
-        for (id, _) in batch {
-            self.reply(id, Err(error.clone()));
-        }
-    }
-
-    /// Answers every waiting proposal with `Retry` once this node stops leading the term it
-    /// proposed them in.
-    fn check_leadership(&mut self) {
-        let current = self.raft.is_leader().then(|| self.raft.term());
-        if current == self.leading {
-            return;
-        }
-        self.leading = current;
-        self.writes_in_log.clear();
-        let proposals = std::mem::take(&mut self.proposals);
-        if !proposals.is_empty() {
-            debug!(
-                node = self.raft.id(),
-                waiting = proposals.len(),
-                "leadership changed; waiting proposals told to retry"
-            );
-        }
-        let reason = RetryReason::LeadershipLost;
-        for (_, proposal) in proposals {
-            for id in proposal.requests {
-                self.reply(id, Err(KvError::Retry { reason }));
-            }
-        }
-    }
-
-    /// Snapshots and compacts once the persisted Raft state reaches `max_raft_state`.
-    fn maybe_snapshot(&mut self) {
-        let Some(limit) = self.config.max_raft_state else {
-            return;
-        };
-        if self.unavailable || self.size.total() < limit {
-            return;
-        }
-        let applied = self.raft.applied_index();
-        if applied <= self.raft.status().snapshot_index {
-            return;
-        }
-        if self.machine.applied_index() != applied {
-            warn!(
-                node = self.raft.id(),
-                applied,
-                machine = self.machine.applied_index(),
-                "state machine and node disagree on the applied index; not snapshotting"
-            );
-            return;
-        }
-        let size = self.size.total();
-        match self.raft.compact(applied, self.machine.snapshot()) {
-            Ok(()) => debug!(
-                node = self.raft.id(),
-                applied, size, limit, "snapshot taken"
-            ),
-            Err(CompactError::AlreadyCompacted { .. } | CompactError::NotApplied { .. }) => {}
-        }
-    }
-
-    /// A read id never used by this node, in this incarnation or an earlier one.
-    ///
-    /// A read forwarded to the leader is answered by a message carrying its id. If a restarted
-    /// node reused ids from 1, a late answer meant for its previous incarnation could release a
-    /// new read at an older read index: a stale read. Ids therefore start from the driver's clock
-    /// (`now_ms * 1024`, a clock that keeps running across restarts) and only increase.
-    fn allocate_read_id(&mut self) -> ReadId {
-        const IDS_PER_MS: u64 = 1024;
-        let id = self
-            .next_read_id
-            .max(self.now_ms.saturating_mul(IDS_PER_MS));
-        self.next_read_id = id.saturating_add(1);
-        id
-    }
-
-    fn reply(&mut self, id: RequestId, reply: Reply) {
-        self.actions.push(ServiceAction::Reply { id, reply });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use raft_core::Config;
-
-    /// Read ids grow with the clock, so a restarted node never reuses an id a late answer may
-    /// still carry.
-    #[test]
-    fn read_ids_are_never_reused_across_restarts() {
-        let config = ServiceConfig::new(Config::new(1, vec![1, 2, 3]));
-        let mut core = ServiceCore::new(config.clone()).unwrap();
-        core.tick(5_000);
-        let first = core.allocate_read_id();
-        let second = core.allocate_read_id();
-        assert!(second > first);
-        let mut restarted = ServiceCore::restore(config, &DurableState::default()).unwrap();
-        restarted.tick(5_001);
-        assert!(restarted.allocate_read_id() > second);
     }
 }

@@ -12,6 +12,8 @@
 //!   client still waits for). Sessions expire by the leader's clock stamped into the log, never
 //!   by a replica's own clock; at most `max_sessions` exist (the least recently active is
 //!   evicted first).
+//! - [`KvService`]: the service's logic on one replica, with the Raft node lent to each call,
+//!   for drivers that run the node's state-machine lane themselves (the simulator does).
 //! - [`ServiceCore`]: one replica, sans-IO like raft-core. Requests, peer messages, ticks and
 //!   "durable" news in; persists, sends and replies out ([`ServiceAction`]). It tracks each
 //!   waiting request by `(index, term)`, serves reads through ReadIndex, bounds what it accepts,
@@ -75,10 +77,12 @@ pub mod core;
 pub mod machine;
 pub mod protocol;
 mod raft_size;
+pub mod service;
 pub mod session;
 pub mod testkit;
 
 pub use crate::core::{ServiceAction, ServiceCore, ServiceError, ServiceStatus};
+pub use crate::service::KvService;
 pub use codec::{CodecError, PROTOCOL_VERSION};
 pub use command::{Command, LogCommand};
 pub use config::{ServiceConfig, ServiceConfigError};

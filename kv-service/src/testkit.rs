@@ -46,6 +46,14 @@ struct Slot {
     core: Option<ServiceCore>,
     /// How far this node's clock runs ahead of the cluster's.
     skew_ms: u64,
+    /// Starts so far (each start gets its own Raft seed).
+    starts: u64,
+}
+
+/// The Raft seed of start number `start` of `node`: fixed, so that a run is reproducible, and
+/// different for every start, as raft-core asks of drivers.
+fn seed_of(node: NodeId, start: u64) -> u64 {
+    raft_core::rng::SplitMix64::new(node.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ start).next_u64()
 }
 
 /// A few service cores wired together in memory. Node ids are `1..=n`.
@@ -61,12 +69,15 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// `n` nodes with default configurations, each adjusted by `tweak`; ticks are 10 ms apart.
+    /// Each start of a node gets a Raft seed fixed by its id and start count (any seed `tweak`
+    /// sets is replaced), so the same calls give the same run.
     pub fn new(n: u64, mut tweak: impl FnMut(&mut ServiceConfig)) -> Result<Self, LocalError> {
         let voters: Vec<NodeId> = (1..=n).collect();
         let mut slots = Vec::new();
         for &id in &voters {
             let mut config = ServiceConfig::new(Config::new(id, voters.clone()));
             tweak(&mut config);
+            config.raft.seed = seed_of(id, 0);
             let core = ServiceCore::new(config.clone())
                 .map_err(|error| LocalError::Service { node: id, error })?;
             slots.push(Slot {
@@ -74,6 +85,7 @@ impl LocalCluster {
                 disk: DurableState::default(),
                 core: Some(core),
                 skew_ms: 0,
+                starts: 1,
             });
         }
         Ok(Self {
@@ -161,7 +173,10 @@ impl LocalCluster {
     /// Restarts a crashed `node` from its disk.
     pub fn restart(&mut self, node: NodeId) -> Result<(), LocalError> {
         let slot = self.slot_mut(node)?;
-        let core = ServiceCore::restore(slot.config.clone(), &slot.disk)
+        let mut config = slot.config.clone();
+        config.raft.seed = seed_of(node, slot.starts);
+        slot.starts += 1;
+        let core = ServiceCore::restore(config, &slot.disk)
             .map_err(|error| LocalError::Service { node, error })?;
         slot.core = Some(core);
         Ok(())

@@ -727,6 +727,9 @@ impl RaftNode {
         !self.actions.is_empty()
             || self.unpersisted_from.is_some()
             || (self.replication_pending && self.is_leader())
+            || (self.is_leader()
+                && self.log.term(self.commit_index) == Some(self.term)
+                && self.reads.can_start_round())
     }
 
     // ----- Output helpers -----

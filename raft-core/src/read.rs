@@ -88,6 +88,11 @@ impl ReadTracker {
         self.unconfirmed.push(read);
     }
 
+    /// Whether [`start_round`](Self::start_round) would start a round now.
+    pub fn can_start_round(&self) -> bool {
+        self.round.is_none() && !self.unconfirmed.is_empty()
+    }
+
     /// Starts a round for the queued reads, at read index `commit_index`, unless one is in
     /// flight or none waits. Returns the new round's number.
     pub fn start_round(&mut self, commit_index: LogIndex) -> Option<u64> {

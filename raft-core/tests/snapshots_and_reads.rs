@@ -436,6 +436,20 @@ fn reads_share_one_confirmation_round_and_wait_for_a_quorum() {
     assert_eq!(node.pending_reads(), 0);
 }
 
+/// `has_actions` tells a driver whether to call `take_actions` again: a read waiting for its
+/// round must say yes, or a driver that loops on it leaves the read hanging.
+#[test]
+fn a_queued_read_is_an_action_to_take() {
+    let mut node = committed_leader();
+    assert!(!node.has_actions());
+    node.read_index(1);
+    assert!(node.has_actions(), "a read round is waiting to start");
+    assert_eq!(read_rounds_sent(&node.take_actions()), [(2, 1)]);
+    // While that round is in flight, another read waits for the next one: nothing to take.
+    node.read_index(2);
+    assert!(!node.has_actions());
+}
+
 #[test]
 fn a_new_leader_serves_reads_only_after_committing_in_its_term() {
     let mut node = leader();
