@@ -119,13 +119,13 @@ impl Checker {
 
     /// Checks that a snapshot of the state after applying entries up to `index` with digest
     /// `digest` matches the committed log; returns the failure message otherwise.
-    fn check_snapshot_state(&self, index: LogIndex, digest: u64) -> Result<(), String> {
+    fn check_snapshot_state(&self, index: LogIndex, digest: Option<u64>) -> Result<(), String> {
         match self.committed_digest(index) {
             None => Err(format!(
                 "snapshot safety: a snapshot covers index {index}, beyond the {} entries known committed",
                 self.committed.len()
             )),
-            Some(expected) if expected != digest => Err(format!(
+            Some(expected) if digest.is_some_and(|digest| digest != expected) => Err(format!(
                 "snapshot safety: the snapshot state at index {index} differs from the state of the committed log"
             )),
             Some(_) => Ok(()),
@@ -133,9 +133,9 @@ impl Checker {
     }
 
     /// Records that node `slot` handed its service a snapshot of the state at `index` with
-    /// state digest `digest` (installed from a leader, or loaded from disk at a restart). The
-    /// node's next apply must be `index + 1`.
-    pub fn on_install_snapshot(&mut self, slot: usize, index: LogIndex, digest: u64) {
+    /// state digest `digest`, if the service keeps one (installed from a leader, or loaded from
+    /// disk at a restart). The node's next apply must be `index + 1`.
+    pub fn on_install_snapshot(&mut self, slot: usize, index: LogIndex, digest: Option<u64>) {
         self.checks += 1;
         if let Err(message) = self.check_snapshot_state(index, digest) {
             self.fail(format!("node {}: {message}", slot + 1));

@@ -24,8 +24,10 @@ pub mod invariants;
 pub mod linearizability;
 pub mod network;
 pub mod seeds;
+pub mod service;
 pub mod sim;
 
 pub use harness::{cmd, Failure, Outcome};
 pub use network::{NetConfig, NetStats, Topology};
-pub use sim::{DriverMode, Millis, Note, ReadOutcome, Sim, SimConfig, ToyState};
+pub use service::{ServiceFactory, SimService, ToyService, ToyState};
+pub use sim::{ClientId, ClientReply, DriverMode, Millis, Note, ReadOutcome, Sim, SimConfig};

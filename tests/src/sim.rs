@@ -11,14 +11,14 @@ use std::hash::{Hash, Hasher};
 
 use raft_core::rng::SplitMix64;
 use raft_core::{
-    Action, AppendResult, CompactError, Config, DurableState, Entry, Lane, LogIndex, Message,
-    MessageBody, NodeId, PersistUpdate, RaftNode, ReadError, ReadId, Role, Snapshot,
-    SnapshotResult, Term,
+    Action, AppendResult, Config, DurableState, Entry, Lane, LogIndex, Message, MessageBody,
+    NodeId, PersistUpdate, RaftNode, ReadError, ReadId, Role, Snapshot, SnapshotResult, Term,
 };
 use tracing::debug;
 
-use crate::invariants::{entry_hash, Checker};
+use crate::invariants::Checker;
 use crate::network::{NetConfig, NetStats, Topology};
+use crate::service::{ServiceFactory, SimService, ToyService, ToyState};
 
 /// Simulated milliseconds.
 pub type Millis = u64;
@@ -64,10 +64,11 @@ pub struct SimConfig {
     pub crash_during_write: f64,
     /// Delay before a node crashed by `crash_during_write` restarts.
     pub restart_after_ms: (Millis, Millis),
-    /// Each node's service snapshots its state and compacts the log whenever it applies an
-    /// index that is a multiple of this (the labs snapshot every 10 entries); `None` never.
+    /// The toy service ([`Sim::new`]) snapshots its state and compacts the log whenever it
+    /// applies an index that is a multiple of this (the labs snapshot every 10 entries); `None`
+    /// never. Other services decide for themselves.
     pub snapshot_every: Option<LogIndex>,
-    /// Extra bytes in every snapshot, to make snapshots span many chunks.
+    /// Extra bytes in every toy snapshot, to make snapshots span many chunks.
     pub snapshot_padding: usize,
     /// How the driver carries out actions.
     pub driver: DriverMode,
@@ -100,40 +101,6 @@ impl SimConfig {
             snapshot_padding: 0,
             driver: DriverMode::Sequential,
         }
-    }
-}
-
-/// The toy state machine every simulated service runs: the digest of the entries applied so
-/// far (the same hash chain the checker computes over the committed log). Its snapshots carry
-/// the applied index and digest, plus padding.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ToyState {
-    /// Last index applied (or covered by the snapshot restored).
-    pub applied: LogIndex,
-    /// Digest of the state.
-    pub digest: u64,
-}
-
-impl ToyState {
-    fn apply(&mut self, entry: &Entry) {
-        self.applied = entry.index;
-        self.digest = entry_hash(self.digest, entry);
-    }
-
-    /// Encodes the state as snapshot bytes, followed by `padding` filler bytes.
-    pub fn encode(&self, padding: usize) -> Vec<u8> {
-        let mut data = Vec::with_capacity(16 + padding);
-        data.extend_from_slice(&self.applied.to_le_bytes());
-        data.extend_from_slice(&self.digest.to_le_bytes());
-        data.extend((0..padding).map(|i| (i % 251) as u8));
-        data
-    }
-
-    /// Decodes snapshot bytes made by [`encode`](Self::encode).
-    pub fn decode(data: &[u8]) -> Option<Self> {
-        let applied = u64::from_le_bytes(data.get(0..8)?.try_into().ok()?);
-        let digest = u64::from_le_bytes(data.get(8..16)?.try_into().ok()?);
-        Some(Self { applied, digest })
     }
 }
 
@@ -191,6 +158,20 @@ enum EventKind {
         slot: usize,
         incarnation: u64,
     },
+    /// A client's request reaches a node.
+    ClientRequest {
+        slot: usize,
+        client: ClientId,
+        id: u64,
+        request: Vec<u8>,
+    },
+    /// A node's reply reaches a client.
+    ClientReply {
+        slot: usize,
+        client: ClientId,
+        id: u64,
+        reply: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -246,8 +227,8 @@ struct Slot {
     /// Every entry this machine ever applied (or received in a snapshot), by index, kept across
     /// crashes like the labs' `logs[i]`: what `n_committed` counts.
     applied: Vec<Option<Entry>>,
-    /// The service's state machine (volatile: rebuilt from the snapshot at a restart).
-    state: ToyState,
+    /// The service (volatile: rebuilt from the disk at a restart).
+    service: Option<Box<dyn SimService>>,
 }
 
 /// Something worth telling a human, recorded when narration is on.
@@ -313,7 +294,37 @@ pub struct Sim {
     /// Earlier messages of the run, for replays: a uniform sample of the whole run (reservoir)
     /// and the latest few of each directed link, earlier incarnations' included.
     history: MessageHistory,
+    /// Builds each node's service at every start.
+    factory: ServiceFactory,
+    /// Per client: whether it reaches each node.
+    clients: Vec<Vec<bool>>,
+    /// Replies that reached their clients, not yet taken.
+    client_inbox: Vec<ClientReply>,
+    /// Sequence number of the next client request (the low bits of its id name the client).
+    next_client_seq: u64,
 }
+
+/// A simulated client's number, from [`Sim::add_client`].
+pub type ClientId = usize;
+
+/// A reply that reached a client ([`Sim::take_client_replies`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientReply {
+    /// The client.
+    pub client: ClientId,
+    /// The node that answered.
+    pub slot: usize,
+    /// The id [`Sim::client_send`] returned for the request.
+    pub id: u64,
+    /// The reply's bytes.
+    pub reply: Vec<u8>,
+}
+
+/// Bits of a client request id that name the client.
+const CLIENT_BITS: u32 = 16;
+
+/// Read ids of [`Sim::read`] start here, apart from any ids a service allocates.
+const SIM_READ_IDS: ReadId = 1 << 62;
 
 /// Messages recorded for replay.
 #[derive(Default)]
@@ -389,8 +400,16 @@ pub const MAX_CHECKS_PER_RUN: u64 = 20_000_000;
 pub const MAX_BYTES_PER_RUN: u64 = 512 << 20;
 
 impl Sim {
-    /// Starts a cluster of `config.nodes` fresh nodes, all connected.
+    /// Starts a cluster of `config.nodes` fresh nodes, all connected, each running the toy
+    /// service ([`ToyService`]).
     pub fn new(config: SimConfig) -> Self {
+        let factory = ToyService::factory(config.snapshot_every, config.snapshot_padding);
+        Self::with_service(config, factory)
+    }
+
+    /// Starts a cluster of `config.nodes` fresh nodes, all connected, each running the service
+    /// `factory` builds (at every start).
+    pub fn with_service(config: SimConfig, factory: ServiceFactory) -> Self {
         let n = config.nodes;
         let mut sim = Self {
             now: 0,
@@ -412,7 +431,7 @@ impl Sim {
                     commit_checked: 0,
                     local_reads: BTreeMap::new(),
                     applied: Vec::new(),
-                    state: ToyState::default(),
+                    service: None,
                 })
                 .collect(),
             topology: Topology::full(n),
@@ -434,6 +453,10 @@ impl Sim {
             node_delay_ms: vec![0; n],
             link_delay_ms: vec![0; n * n],
             history: MessageHistory::default(),
+            factory,
+            clients: Vec::new(),
+            client_inbox: Vec::new(),
+            next_client_seq: 0,
             config,
         };
         for slot in 0..n {
@@ -492,9 +515,24 @@ impl Sim {
             .and_then(Option::as_ref)
     }
 
-    /// The state machine of `slot`'s service.
+    /// The toy state machine of `slot`'s service (the default state if the node is down or
+    /// runs another service).
     pub fn state(&self, slot: usize) -> ToyState {
-        self.slots[slot].state
+        self.service::<ToyService>(slot)
+            .map_or_else(ToyState::default, |toy| toy.state)
+    }
+
+    /// `slot`'s service, if the node runs and its service is a `T`.
+    pub fn service<T: SimService>(&self, slot: usize) -> Option<&T> {
+        self.slots[slot].service.as_ref()?.as_any().downcast_ref()
+    }
+
+    /// The last index `slot`'s service state reflects (0 while the node is down).
+    pub fn service_applied(&self, slot: usize) -> LogIndex {
+        self.slots[slot]
+            .service
+            .as_ref()
+            .map_or(0, |service| service.applied_index())
     }
 
     /// Size in bytes of `slot`'s persisted Raft state (hard state and log, not the snapshot),
@@ -724,7 +762,7 @@ impl Sim {
         s.unreported = None;
         s.commit_checked = 0;
         s.local_reads.clear();
-        s.state = ToyState::default();
+        s.service = None;
         self.checker.on_crash(slot);
     }
 
@@ -742,6 +780,7 @@ impl Sim {
         config.id = slot as NodeId + 1;
         config.voters = (1..=self.config.nodes as NodeId).collect();
         config.seed = self.rng.next_u64();
+        let id = config.id;
         let s = &mut self.slots[slot];
         s.incarnation += 1;
         match RaftNode::restore(config, &s.disk) {
@@ -752,10 +791,17 @@ impl Sim {
             }
         }
         // The service restores its state machine from the stored snapshot, as a real one does.
-        s.state = ToyState::default();
+        match (self.factory)(id, &s.disk) {
+            Ok(service) => s.service = Some(service),
+            Err(err) => {
+                s.node = None;
+                self.fail(format!("node {}'s service failed to start: {err}", slot + 1));
+                return;
+            }
+        }
         let incarnation = s.incarnation;
         if let Some(snapshot) = self.slots[slot].disk.snapshot.clone() {
-            self.restore_state(slot, &snapshot);
+            self.after_install(slot, &snapshot);
         }
         // Nodes tick out of phase with each other.
         let phase = self.rng.range(0, self.config.tick_ms.max(1));
@@ -769,34 +815,51 @@ impl Sim {
         }
     }
 
-    /// Replaces `slot`'s state machine with a snapshot's, after checking it against the
-    /// committed log.
-    fn restore_state(&mut self, slot: usize, snapshot: &Snapshot) {
-        let Some(state) = ToyState::decode(&snapshot.data) else {
-            self.fail(format!("node {} got a snapshot it cannot decode", slot + 1));
+    /// Hands `slot`'s service a snapshot from the leader.
+    fn install_snapshot(&mut self, slot: usize, snapshot: Snapshot) {
+        if let Err(err) = self.run_service(slot, Action::InstallSnapshot(snapshot.clone())) {
+            self.fail(format!("node {}'s service: {err}", slot + 1));
+            return;
+        }
+        self.after_install(slot, &snapshot);
+    }
+
+    /// Checks `slot`'s service state after it loaded `snapshot` (from the leader, or from its
+    /// disk at a start) against the committed log, and counts the snapshot's entries as
+    /// applied there.
+    fn after_install(&mut self, slot: usize, snapshot: &Snapshot) {
+        let Some(service) = self.slots[slot].service.as_ref() else {
             return;
         };
-        if state.applied != snapshot.meta.last_index {
+        let index = service.applied_index();
+        if index != snapshot.meta.last_index {
             let message = format!(
-                "node {}: snapshot labelled up to {} holds the state at {}",
+                "node {}: after loading a snapshot up to {} its service is at {index}",
                 slot + 1,
-                snapshot.meta.last_index,
-                state.applied
+                snapshot.meta.last_index
             );
             self.fail(message);
             return;
         }
         self.checker
-            .on_install_snapshot(slot, state.applied, state.digest);
+            .on_install_snapshot(slot, index, service.chain_digest());
         let s = &mut self.slots[slot];
-        s.state = state;
-        let upto = state.applied as usize;
+        let upto = index as usize;
         if s.applied.len() <= upto {
             s.applied.resize(upto + 1, None);
         }
         let committed = self.checker.committed();
         for (k, entry) in committed.iter().take(upto).enumerate() {
             s.applied[k + 1] = Some(entry.clone());
+        }
+    }
+
+    /// Runs one state-machine action on `slot`'s service (if the node runs).
+    fn run_service(&mut self, slot: usize, action: Action) -> Result<(), String> {
+        let s = &mut self.slots[slot];
+        match (s.node.as_mut(), s.service.as_mut()) {
+            (Some(node), Some(service)) => service.run(node, action),
+            _ => Ok(()),
         }
     }
 
@@ -818,7 +881,7 @@ impl Sim {
         self.reads.insert(id, record);
         let s = &mut self.slots[slot];
         if let Some(node) = s.node.as_mut() {
-            let local = s.local_reads.len() as ReadId + 1;
+            let local = SIM_READ_IDS + s.local_reads.len() as ReadId + 1;
             s.local_reads.insert(local, id);
             node.read_index(local);
             self.pump(slot);
@@ -858,7 +921,7 @@ impl Sim {
 
     /// A node released read `id` at `read_index`: check it against the state it would read.
     fn serve_read(&mut self, slot: usize, local: ReadId, result: Result<LogIndex, ReadError>) {
-        let state_index = self.slots[slot].state.applied;
+        let state_index = self.service_applied(slot);
         let incarnation = self.slots[slot].incarnation;
         let Some(&id) = self.slots[slot].local_reads.get(&local) else {
             self.fail(format!(
@@ -990,8 +1053,13 @@ impl Sim {
                     return;
                 }
                 self.record(1, slot as u64, 0);
-                if let Some(node) = self.slots[slot].node.as_mut() {
+                let now = self.now;
+                let s = &mut self.slots[slot];
+                if let Some(node) = s.node.as_mut() {
                     node.tick();
+                }
+                if let Some(service) = s.service.as_mut() {
+                    service.tick(now);
                 }
                 self.pump(slot);
                 self.schedule(self.config.tick_ms, EventKind::Tick { slot, incarnation });
@@ -1044,6 +1112,40 @@ impl Sim {
                 }
                 self.pump(slot);
             }
+            EventKind::ClientRequest {
+                slot,
+                client,
+                id,
+                request,
+            } => {
+                if !self.is_alive(slot) || !self.client_reaches(client, slot) {
+                    return;
+                }
+                self.record(7, slot as u64, id);
+                let now = self.now;
+                let s = &mut self.slots[slot];
+                if let (Some(node), Some(service)) = (s.node.as_mut(), s.service.as_mut()) {
+                    service.request(node, now, id, request);
+                }
+                self.pump(slot);
+            }
+            EventKind::ClientReply {
+                slot,
+                client,
+                id,
+                reply,
+            } => {
+                if !self.client_reaches(client, slot) {
+                    return;
+                }
+                self.record(8, client as u64, id);
+                self.client_inbox.push(ClientReply {
+                    client,
+                    slot,
+                    id,
+                    reply,
+                });
+            }
             EventKind::Wake { slot, incarnation } => {
                 if self.slots[slot].incarnation != incarnation {
                     return;
@@ -1093,8 +1195,14 @@ impl Sim {
         };
         let actions = node.take_actions();
         for action in &actions {
-            if let Action::Send(message) = action {
-                self.check_promise(slot, message);
+            match action {
+                Action::Send(message) => self.check_promise(slot, message),
+                Action::Persist(update) => {
+                    if let Some(service) = self.slots[slot].service.as_mut() {
+                        service.persisting(update);
+                    }
+                }
+                _ => {}
             }
         }
         actions
@@ -1113,6 +1221,11 @@ impl Sim {
                 break;
             }
             let Some(action) = s.queue.pop_front() else {
+                // A pass is over: the service settles, which may give the node more to do.
+                self.settle(slot);
+                if self.node_has_actions(slot) {
+                    continue;
+                }
                 break;
             };
             match action {
@@ -1183,11 +1296,8 @@ impl Sim {
                 progress = true;
                 self.run_state_machine_action(slot, action);
             }
-            let has_new = self.slots[slot]
-                .node
-                .as_ref()
-                .is_some_and(|n| n.has_actions());
-            if !progress && !has_new {
+            self.settle(slot);
+            if !progress && !self.node_has_actions(slot) {
                 break;
             }
         }
@@ -1205,9 +1315,18 @@ impl Sim {
     fn run_state_machine_action(&mut self, slot: usize, action: Action) {
         match action {
             Action::Apply(entries) => self.apply(slot, entries),
-            Action::InstallSnapshot(snapshot) => self.restore_state(slot, &snapshot),
-            Action::ReadReady { id, index } => self.serve_read(slot, id, Ok(index)),
-            Action::ReadFailed { id, error } => self.serve_read(slot, id, Err(error)),
+            Action::InstallSnapshot(snapshot) => self.install_snapshot(slot, snapshot),
+            Action::ReadReady { id, index } if id >= SIM_READ_IDS => {
+                self.serve_read(slot, id, Ok(index))
+            }
+            Action::ReadFailed { id, error } if id >= SIM_READ_IDS => {
+                self.serve_read(slot, id, Err(error))
+            }
+            read @ (Action::ReadReady { .. } | Action::ReadFailed { .. }) => {
+                if let Err(err) = self.run_service(slot, read) {
+                    self.fail(format!("node {}'s service: {err}", slot + 1));
+                }
+            }
             Action::Send(message) => self.send(message),
             Action::Persist(update) => self.start_write(slot, update),
         }
@@ -1356,21 +1475,30 @@ impl Sim {
         }
     }
 
+    /// Hands committed entries to `slot`'s service one at a time, checking each against the
+    /// committed log (and the service's state digest against the log's, if it keeps one).
     fn apply(&mut self, slot: usize, entries: Vec<Entry>) {
         let before = self.checker.committed().len();
         let term = self.slots[slot].node.as_ref().map_or(0, |n| n.term());
         for entry in entries {
             self.checker.on_apply(slot, &entry, term);
-            let s = &mut self.slots[slot];
-            s.state.apply(&entry);
             let index = entry.index;
+            let s = &mut self.slots[slot];
             let position = index as usize;
             if s.applied.len() <= position {
                 s.applied.resize(position + 1, None);
             }
-            s.applied[position] = Some(entry);
+            s.applied[position] = Some(entry.clone());
+            if let Err(err) = self.run_service(slot, Action::Apply(vec![entry])) {
+                self.fail(format!("node {}'s service: {err}", slot + 1));
+                return;
+            }
+            let Some(service) = self.slots[slot].service.as_ref() else {
+                return;
+            };
+            let digest = service.chain_digest();
             // The state machine must equal the committed log applied from the start.
-            if self.checker.committed_digest(index) != Some(self.slots[slot].state.digest) {
+            if digest.is_some() && self.checker.committed_digest(index) != digest {
                 let message = format!(
                     "state machine of node {} differs from the committed log after applying {index}",
                     slot + 1
@@ -1378,34 +1506,30 @@ impl Sim {
                 self.fail(message);
                 return;
             }
-            if let Some(every) = self.config.snapshot_every {
-                if index % every == 0 {
-                    self.take_snapshot(slot);
-                }
-            }
         }
         self.note_commits(before);
     }
 
-    /// The service snapshots its state and asks its node to compact the log, as the labs'
-    /// tester does from its applier.
-    fn take_snapshot(&mut self, slot: usize) {
-        let padding = self.config.snapshot_padding;
+    /// Ends a pass over `slot`'s actions: the service settles and its replies leave for their
+    /// clients.
+    fn settle(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
-        let state = s.state;
-        let Some(node) = s.node.as_mut() else {
+        let (Some(node), Some(service)) = (s.node.as_mut(), s.service.as_mut()) else {
             return;
         };
-        match node.compact(state.applied, state.encode(padding)) {
-            // The node got ahead of its service: it installed a newer snapshot from the leader
-            // while this service was still applying older entries. Nothing to do.
-            Ok(()) | Err(CompactError::AlreadyCompacted { .. }) => {}
-            Err(err) => self.fail(format!(
-                "node {} refused to compact at applied index {}: {err}",
-                slot + 1,
-                state.applied
-            )),
+        service.settle(node);
+        let replies = service.take_replies();
+        for (id, reply) in replies {
+            let client = (id & ((1 << CLIENT_BITS) - 1)) as ClientId;
+            self.send_to_client(slot, client, id, reply);
         }
+    }
+
+    fn node_has_actions(&self, slot: usize) -> bool {
+        self.slots[slot]
+            .node
+            .as_ref()
+            .is_some_and(RaftNode::has_actions)
     }
 
     /// Records a `Note::Committed` if the committed prefix grew beyond `before` entries.
@@ -1416,6 +1540,79 @@ impl Sim {
                 at: self.now,
                 index: after as LogIndex,
             });
+        }
+    }
+
+    // ----- Clients -----
+
+    /// Adds a client that reaches every node; returns its number (0, 1, ...).
+    pub fn add_client(&mut self) -> ClientId {
+        self.clients.push(vec![true; self.len()]);
+        self.clients.len() - 1
+    }
+
+    /// Lets `client` reach exactly the nodes in `slots` (both ways), as the labs' partitions
+    /// put each client with a group of servers.
+    pub fn set_client_links(&mut self, client: ClientId, slots: &[usize]) {
+        let n = self.len();
+        if let Some(links) = self.clients.get_mut(client) {
+            *links = (0..n).map(|slot| slots.contains(&slot)).collect();
+        }
+    }
+
+    /// Whether messages pass between `client` and `slot`.
+    pub fn client_reaches(&self, client: ClientId, slot: usize) -> bool {
+        self.clients
+            .get(client)
+            .and_then(|links| links.get(slot))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Sends a request from `client` to `slot` over the simulated network (with its loss,
+    /// duplication and delays) and returns the request's id; the reply, if one arrives, comes
+    /// out of [`take_client_replies`](Self::take_client_replies) with that id.
+    pub fn client_send(&mut self, client: ClientId, slot: usize, request: Vec<u8>) -> u64 {
+        let id = (self.next_client_seq << CLIENT_BITS) | client as u64;
+        self.next_client_seq += 1;
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += request.len() as u64;
+        if slot >= self.len() || !self.client_reaches(client, slot) {
+            return id;
+        }
+        let extra = self.node_delay_ms[slot];
+        for delay in self.net.delays(&mut self.rng, true) {
+            let kind = EventKind::ClientRequest {
+                slot,
+                client,
+                id,
+                request: request.clone(),
+            };
+            self.schedule(delay + extra, kind);
+        }
+        id
+    }
+
+    /// Replies that reached their clients since the last call, in arrival order.
+    pub fn take_client_replies(&mut self) -> Vec<ClientReply> {
+        std::mem::take(&mut self.client_inbox)
+    }
+
+    fn send_to_client(&mut self, slot: usize, client: ClientId, id: u64, reply: Vec<u8>) {
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += reply.len() as u64;
+        if !self.client_reaches(client, slot) {
+            return;
+        }
+        let extra = self.node_delay_ms[slot];
+        for delay in self.net.delays(&mut self.rng, false) {
+            let kind = EventKind::ClientReply {
+                slot,
+                client,
+                id,
+                reply: reply.clone(),
+            };
+            self.schedule(delay + extra, kind);
         }
     }
 
