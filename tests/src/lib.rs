@@ -21,6 +21,7 @@
 
 pub mod harness;
 pub mod invariants;
+pub mod kv;
 pub mod linearizability;
 pub mod network;
 pub mod seeds;

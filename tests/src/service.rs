@@ -10,7 +10,9 @@
 
 use std::any::Any;
 
-use raft_core::{Action, CompactError, DurableState, Entry, LogIndex, NodeId, PersistUpdate, RaftNode};
+use raft_core::{
+    Action, CompactError, DurableState, Entry, LogIndex, NodeId, PersistUpdate, RaftNode,
+};
 
 use crate::invariants::entry_hash;
 use crate::sim::Millis;
@@ -121,7 +123,9 @@ impl ToyService {
     pub fn factory(snapshot_every: Option<LogIndex>, padding: usize) -> ServiceFactory {
         Box::new(move |_, disk: &DurableState| {
             let state = match &disk.snapshot {
-                Some(snapshot) => ToyState::from_snapshot(&snapshot.data, snapshot.meta.last_index)?,
+                Some(snapshot) => {
+                    ToyState::from_snapshot(&snapshot.data, snapshot.meta.last_index)?
+                }
                 None => ToyState::default(),
             };
             Ok(Box::new(ToyService {
@@ -141,7 +145,10 @@ impl SimService for ToyService {
             Action::Apply(entries) => {
                 for entry in &entries {
                     self.state.apply(entry);
-                    if self.snapshot_every.is_some_and(|every| entry.index % every == 0) {
+                    if self
+                        .snapshot_every
+                        .is_some_and(|every| entry.index % every == 0)
+                    {
                         self.snapshot(node)?;
                     }
                 }

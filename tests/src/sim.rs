@@ -795,7 +795,10 @@ impl Sim {
             Ok(service) => s.service = Some(service),
             Err(err) => {
                 s.node = None;
-                self.fail(format!("node {}'s service failed to start: {err}", slot + 1));
+                self.fail(format!(
+                    "node {}'s service failed to start: {err}",
+                    slot + 1
+                ));
                 return;
             }
         }
