@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plants deliberate bugs in raft-core, one at a time, and reports which suite catches each.
+"""Plants deliberate bugs in raft-core and kv-service, one at a time, and reports which suite
+catches each.
 
 Usage: python3 tests/mutation/mutate.py [--seeds N] [--sim-only] [name ...]
 
@@ -7,7 +8,7 @@ Usage: python3 tests/mutation/mutate.py [--seeds N] [--sim-only] [name ...]
 catch each bug on their own.
 
 For every mutant it patches the source, runs raft-core's own tests and then the simulator
-suites in release mode (stopping at the first failing seed: RAFT_FAIL_FAST=1), records the first
+suites (for a kv-service mutant: the KV simulator suites alone) in release mode (stopping at the first failing seed: RAFT_FAIL_FAST=1), records the first
 failing test and seed, and restores the file. A mutant that no
 test catches is reported as SURVIVED: a hole in the suites.
 """
@@ -20,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 NODE = "raft-core/src/node.rs"
 PROGRESS = "raft-core/src/progress.rs"
 READ = "raft-core/src/read.rs"
+MACHINE = "kv-service/src/machine.rs"
+SERVICE = "kv-service/src/service.rs"
 
 # (name, file, original text, mutated text)
 MUTANTS = [
@@ -95,6 +98,32 @@ MUTANTS = [
      "        self.send(\n            leader,\n            MessageBody::AppendResponse {"),
 ]
 
+# Bugs in the KV service; the KV simulator suites must catch each (they run alone for these).
+KV_MUTANTS = [
+    ("kv: dedup check dropped (a retried write executes again)", MACHINE,
+     "        if let Some(reply) = s.replies.get(&seq) {\n            return Ok(Response::Written(reply.clone()));\n        }",
+     "        if let Some(reply) = s.replies.get(&seq).filter(|_| false) {\n            return Ok(Response::Written(reply.clone()));\n        }"),
+    ("kv: sessions left out of the snapshot", MACHINE,
+     "            sessions: SessionTable::from_sessions(s.sessions),",
+     "            sessions: SessionTable::from_sessions({ let _ = s.sessions; Default::default() }),"),
+    ("kv: Get answered from local state without read_index", SERVICE,
+     "            self.pending_reads += 1;\n            self.new_reads.push((id, key));",
+     "            let value = self.machine.get(&key).map(<[u8]>::to_vec);\n            self.reply(id, Ok(Response::Value(value)));"),
+    ("kv: a waiting request answered by another term's entry at its index", SERVICE,
+     "            Some(reply) if proposal.term == entry.term => reply,",
+     "            Some(reply) => reply,"),
+    ("kv: log clock (session expiry) taken from each replica's own clock", SERVICE,
+     "            self.machine.apply(entry)\n",
+     "            match entry.command().and_then(|b| codec::decode::<LogCommand>(b).ok()) {\n"
+     "                Some(mut c) if entry.index > self.machine.applied_index() => {\n"
+     "                    c.stamp_ms = self.now_ms;\n"
+     "                    Some(self.machine.apply_command(entry.index, &c))\n"
+     "                }\n"
+     "                _ => self.machine.apply(entry),\n"
+     "            }\n"),
+]
+KV_SUITES = ["-p", "raft-tests", "--test", "kv_lab", "--test", "kv_beyond"]
+
 
 def run(cmd, env):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -124,7 +153,8 @@ def main():
     env = dict(os.environ, RAFT_SEEDS=seeds, RAFT_FAIL_FAST="1")
     env.setdefault("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/raft-target"))
     results = []
-    for name, path, original, mutated in MUTANTS:
+    plan = [(m, packages) for m in MUTANTS] + [(m, KV_SUITES) for m in KV_MUTANTS]
+    for (name, path, original, mutated), targets in plan:
         if args and not any(a in name for a in args):
             continue
         full = os.path.join(ROOT, path)
@@ -134,7 +164,7 @@ def main():
             continue
         try:
             open(full, "w").write(source.replace(original, mutated))
-            out = run(["cargo", "test", "--release"] + packages, env)
+            out = run(["cargo", "test", "--release"] + targets, env)
             caught = first_failure(out.stdout + out.stderr)
             results.append((name, caught or "SURVIVED"))
         finally:

@@ -298,6 +298,8 @@ pub struct Sim {
     factory: ServiceFactory,
     /// Per client: whether it reaches each node.
     clients: Vec<Vec<bool>>,
+    /// Per client: replies to it are lost (its requests still arrive).
+    deaf_clients: Vec<bool>,
     /// Replies that reached their clients, not yet taken.
     client_inbox: Vec<ClientReply>,
     /// Sequence number of the next client request (the low bits of its id name the client).
@@ -455,6 +457,7 @@ impl Sim {
             history: MessageHistory::default(),
             factory,
             clients: Vec::new(),
+            deaf_clients: Vec::new(),
             client_inbox: Vec::new(),
             next_client_seq: 0,
             config,
@@ -1138,7 +1141,7 @@ impl Sim {
                 id,
                 reply,
             } => {
-                if !self.client_reaches(client, slot) {
+                if !self.client_reaches(client, slot) || self.deaf_clients[client] {
                     return;
                 }
                 self.record(8, client as u64, id);
@@ -1551,7 +1554,16 @@ impl Sim {
     /// Adds a client that reaches every node; returns its number (0, 1, ...).
     pub fn add_client(&mut self) -> ClientId {
         self.clients.push(vec![true; self.len()]);
+        self.deaf_clients.push(false);
         self.clients.len() - 1
+    }
+
+    /// Makes every reply to `client` get lost (or arrive again), while its requests still
+    /// reach the nodes: the window where a request took effect but its client cannot know.
+    pub fn set_client_deaf(&mut self, client: ClientId, deaf: bool) {
+        if let Some(flag) = self.deaf_clients.get_mut(client) {
+            *flag = deaf;
+        }
     }
 
     /// Lets `client` reach exactly the nodes in `slots` (both ways), as the labs' partitions

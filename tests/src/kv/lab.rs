@@ -359,11 +359,9 @@ pub fn unreliable_one_key(seed: u64) -> Outcome {
         kv.step();
         kv.sim.check_safety()?;
     }
-    let read = kv.submit_with(checker, Operation::get("k"), false);
-    let value = match kv.wait(checker, read, OP_BUDGET_MS)? {
-        Ok(OpOutput::Value(value)) => value.unwrap_or_default(),
-        other => return Err(kv.failure(format!("the final Get answered {other:?}"))),
-    };
+    let value = kv
+        .get_with(checker, "k", OP_BUDGET_MS, false)?
+        .unwrap_or_default();
     for i in 0..CLIENTS {
         check_client_appends(&kv, i, &value, APPENDS)?;
     }

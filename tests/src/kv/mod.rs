@@ -221,9 +221,24 @@ impl KvSim {
         key: &str,
         budget_ms: Millis,
     ) -> Outcome<Option<Vec<u8>>> {
-        match self.run_op(client, Operation::get(key), budget_ms)? {
-            OpOutput::Value(value) => Ok(value),
-            other => Err(self.failure(format!("a Get answered {other:?}"))),
+        self.get_with(client, key, budget_ms, true)
+    }
+
+    /// Gets `key` through `client`, recorded in the history only if `record` (a key whose
+    /// writes are not recorded must not have recorded reads).
+    pub fn get_with(
+        &mut self,
+        client: ClientId,
+        key: &str,
+        budget_ms: Millis,
+        record: bool,
+    ) -> Outcome<Option<Vec<u8>>> {
+        let id = self.submit_with(client, Operation::get(key), record);
+        match self.wait(client, id, budget_ms)? {
+            Ok(OpOutput::Value(value)) => Ok(value),
+            other => Err(self.failure(format!(
+                "Get({key}) by client {client} ended with {other:?}"
+            ))),
         }
     }
 
