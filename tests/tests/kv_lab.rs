@@ -14,7 +14,8 @@ const SEEDS: u64 = 200;
 const MAX_RAFT_STATE: Option<u64> = Some(1000);
 
 /// `GenericTest(part, clients, servers, unreliable, crash, partitions, maxraftstate,
-/// randomkeys)`, as the labs write it.
+/// randomkeys)`, as the labs write it. The clients work 5 s per iteration, as in the labs, or
+/// `KV_RUN_MS` milliseconds (shorter runs let a soak cover more seeds).
 #[allow(clippy::too_many_arguments)]
 fn lab(
     clients: usize,
@@ -31,6 +32,10 @@ fn lab(
         partitions,
         max_raft_state,
         random_keys,
+        run_ms: std::env::var("KV_RUN_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(5_000),
         ..Generic::new(clients, servers)
     }
 }

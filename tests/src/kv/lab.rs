@@ -330,7 +330,7 @@ pub fn unreliable_one_key(seed: u64) -> Outcome {
     const CLIENTS: usize = 5;
     const APPENDS: u64 = 10;
     let clients: Vec<ClientId> = (0..CLIENTS).map(|_| kv.add_client()).collect();
-    let mut next = vec![0u64; CLIENTS];
+    let mut next = [0u64; CLIENTS];
     let mut current: Vec<Option<OpId>> = vec![None; CLIENTS];
     let give_up = kv.sim.now() + 10 * OP_BUDGET_MS;
     loop {

@@ -353,7 +353,17 @@ impl KvSim {
         if let Some(message) = &self.harness_failure {
             return Err(self.failure(message.clone()));
         }
-        match linearizability::check(&self.history, None) {
+        let started = std::time::Instant::now();
+        let (result, stats) = linearizability::check_with_stats(&self.history, None);
+        tracing::info!(
+            operations = self.history.len(),
+            keys = stats.keys,
+            steps = stats.steps,
+            max_key_steps = stats.max_key_steps,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "linearizability check"
+        );
+        match result {
             CheckResult::Ok => Ok(()),
             CheckResult::Illegal(violation) => Err(self.failure(format!(
                 "history of {} operations is not linearizable: {violation}",
