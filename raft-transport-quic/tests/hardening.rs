@@ -441,13 +441,13 @@ async fn connections_are_limited_in_total_and_per_address_but_members_still_get_
     n2.shutdown(Duration::from_millis(200)).await;
 }
 
-/// Answers after 600 ms.
+/// Answers after 1.5 s.
 struct Sleepy;
 
 #[async_trait::async_trait]
 impl RequestHandler for Sleepy {
     async fn handle(&self, request: Vec<u8>) -> Vec<u8> {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         request
     }
 }
@@ -455,8 +455,10 @@ impl RequestHandler for Sleepy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_client_connections_are_closed_but_not_during_a_request() {
     let cluster = Cluster::new(&[1]);
+    // The request must reach the node within the idle timeout of the handshake (a round trip:
+    // the node grants streams only then): 1 s leaves room for a loaded machine.
     let limits = ClientLimits {
-        idle_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(1),
         ..ClientLimits::default()
     };
     let node = serving(&cluster, 1, Sleepy, limits).await;
