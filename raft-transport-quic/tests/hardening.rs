@@ -585,8 +585,10 @@ async fn shutdown_honours_its_deadline_when_a_peer_is_unreachable() {
         let _ = n1.send(message(1, 2, 1));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Without the deadline, shutdown waits about 3 s for the abandoned handshake to node 2 to
+    // drain; with it, it returns after 0.5 s. The bound leaves 2 s for a loaded machine.
     let start = std::time::Instant::now();
-    n1.shutdown(Duration::from_secs(1)).await;
+    n1.shutdown(Duration::from_millis(500)).await;
     let took = start.elapsed();
-    assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
+    assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
 }
