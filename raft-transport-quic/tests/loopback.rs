@@ -58,9 +58,15 @@ async fn three_nodes_deliver_both_ways() {
             _ => got_small = true,
         }
     }
-    for node in &nodes {
-        node.shutdown(Duration::from_secs(1)).await;
-    }
+    // Together: once one is down, the others wait out their deadline draining their abandoned
+    // reconnection to it.
+    let [n1, n2, n3] = &nodes;
+    let deadline = Duration::from_secs(1);
+    tokio::join!(
+        n1.shutdown(deadline),
+        n2.shutdown(deadline),
+        n3.shutdown(deadline)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,8 +87,10 @@ async fn reconnects_after_a_peer_restarts_on_the_same_address() {
     let n2 = cluster.restart(2).await;
     let got = deliver(&n1, &n2, message(1, 2, 3)).await;
     assert_eq!(got.from, 1);
-    n1.shutdown(Duration::from_secs(1)).await;
-    n2.shutdown(Duration::from_secs(1)).await;
+    tokio::join!(
+        n1.shutdown(Duration::from_secs(1)),
+        n2.shutdown(Duration::from_secs(1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
