@@ -48,12 +48,22 @@ fn dropped(node: &QuicNode, peer: u64, reason: DropReason) -> u64 {
         .unwrap_or(0)
 }
 
-/// The application error code a connection was closed with by the node, waiting up to 5 s.
-async fn closed_with(connection: &quinn::Connection) -> Option<u64> {
+/// Waits up to 5 s for the node to close `connection`, and checks that it used application
+/// error code `code` (`what` names the connection in failures).
+///
+/// The code is lost if this end handles the node's close late, after the node has already
+/// forgotten the connection (its closing period is a few round trips): quinn answers the close,
+/// the node's endpoint answers that with a stateless reset, and quinn then reports the reset
+/// instead of the close. A reset still means the node closed the connection (only an endpoint
+/// without its state sends one); each test also checks why in the node's counters.
+async fn assert_closed_with(connection: &quinn::Connection, code: u64, what: &str) {
     match tokio::time::timeout(Duration::from_secs(5), connection.closed()).await {
-        Ok(quinn::ConnectionError::ApplicationClosed(close)) => Some(close.error_code.into_inner()),
-        Ok(other) => panic!("closed otherwise: {other}"),
-        Err(_) => None,
+        Ok(quinn::ConnectionError::ApplicationClosed(close)) => {
+            assert_eq!(close.error_code.into_inner(), code, "{what}: another code");
+        }
+        Ok(quinn::ConnectionError::Reset) => {}
+        Ok(other) => panic!("{what}: closed otherwise: {other}"),
+        Err(_) => panic!("{what}: kept open"),
     }
 }
 
@@ -147,7 +157,7 @@ async fn a_peer_whose_certificate_names_no_member_is_closed_at_once() {
     let addr = cluster.addrs[&1];
     // Node 7 has a certificate from the CA but is not a member; it opens no stream at all.
     let stranger = raw_peer(&cluster.ca.issue_node(7).unwrap(), addr, 1).await;
-    assert_eq!(closed_with(&stranger).await, Some(2), "kept open");
+    assert_closed_with(&stranger, 2, "a node that is not a member").await;
     // A client certificate on the peer protocol names no node either.
     let client = cluster.ca.issue_client("c").unwrap();
     let posing = NodeTls {
@@ -156,7 +166,7 @@ async fn a_peer_whose_certificate_names_no_member_is_closed_at_once() {
         key: client.key,
     };
     let posing = raw_peer(&posing, addr, 1).await;
-    assert_eq!(closed_with(&posing).await, Some(2), "kept open");
+    assert_closed_with(&posing, 2, "a client posing as a peer").await;
     assert_eq!(refused(&node, None, Refusal::NotAMember), 2);
     node.shutdown(Duration::from_millis(200)).await;
 }
@@ -186,11 +196,7 @@ async fn a_newer_connection_from_a_member_replaces_the_older_one() {
         Some(1)
     );
     let new = raw_peer(&tls2, cluster.addrs[&1], 1).await;
-    assert_eq!(
-        closed_with(&old).await,
-        Some(6),
-        "the older connection stayed open"
-    );
+    assert_closed_with(&old, 6, "the older connection").await;
     let _s2 = send_on(new.clone(), 2).await;
     assert_eq!(
         recv_within(&node, Duration::from_secs(5))
@@ -200,11 +206,7 @@ async fn a_newer_connection_from_a_member_replaces_the_older_one() {
     );
     // The older connection's end did not disturb the newer one's place: a third replaces it.
     let third = raw_peer(&tls2, cluster.addrs[&1], 1).await;
-    assert_eq!(
-        closed_with(&new).await,
-        Some(6),
-        "the second connection stayed open"
-    );
+    assert_closed_with(&new, 6, "the second connection").await;
     let _s3 = send_on(third.clone(), 3).await;
     assert_eq!(
         recv_within(&node, Duration::from_secs(5))
@@ -301,8 +303,10 @@ async fn oversized_slow_and_unanswered_requests_are_reset_and_counted() {
     let cluster = Cluster::new(&[1]);
     let limits = ClientLimits {
         max_request_bytes: 1024,
-        read_timeout: Duration::from_millis(200),
-        handler_timeout: Duration::from_millis(200),
+        // Short enough for a quick test, long enough for the well-behaved request at the end
+        // to be read, answered and acknowledged within them however loaded the machine is.
+        read_timeout: Duration::from_secs(1),
+        handler_timeout: Duration::from_secs(1),
         ..ClientLimits::default()
     };
     let node = serving(&cluster, 1, SlowOnRequest, limits).await;
@@ -316,16 +320,14 @@ async fn oversized_slow_and_unanswered_requests_are_reset_and_counted() {
     // Sends half of its request, then nothing.
     let mut half = 100u32.to_be_bytes().to_vec();
     half.extend_from_slice(&[0; 50]);
-    let (_s, mut stalled) = raw_request(&connection, &half, false).await;
-    assert_eq!(reset_code(&mut stalled).await, Some(3), "never timed out");
+    let (_s1, mut stalled) = raw_request(&connection, &half, false).await;
     // A request the handler never answers.
     let slow = frame::frame_bytes(b"slow", MAX).unwrap();
-    let (_s, mut unanswered) = raw_request(&connection, &slow, true).await;
-    assert_eq!(
-        reset_code(&mut unanswered).await,
-        Some(4),
-        "never timed out"
-    );
+    let (_s2, mut unanswered) = raw_request(&connection, &slow, true).await;
+    // Both time out, together.
+    let (stalled, unanswered) = tokio::join!(reset_code(&mut stalled), reset_code(&mut unanswered));
+    assert_eq!(stalled, Some(3), "never timed out");
+    assert_eq!(unanswered, Some(4), "never timed out");
     // The connection still serves.
     let ok = frame::frame_bytes(b"ok", MAX).unwrap();
     let (_s, mut recv) = raw_request(&connection, &ok, true).await;
@@ -441,13 +443,13 @@ async fn connections_are_limited_in_total_and_per_address_but_members_still_get_
     n2.shutdown(Duration::from_millis(200)).await;
 }
 
-/// Answers after 600 ms.
+/// Answers after 1.5 s.
 struct Sleepy;
 
 #[async_trait::async_trait]
 impl RequestHandler for Sleepy {
     async fn handle(&self, request: Vec<u8>) -> Vec<u8> {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         request
     }
 }
@@ -455,8 +457,10 @@ impl RequestHandler for Sleepy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_client_connections_are_closed_but_not_during_a_request() {
     let cluster = Cluster::new(&[1]);
+    // The request must reach the node within the idle timeout of the handshake (a round trip:
+    // the node grants streams only then): 1 s leaves room for a loaded machine.
     let limits = ClientLimits {
-        idle_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(1),
         ..ClientLimits::default()
     };
     let node = serving(&cluster, 1, Sleepy, limits).await;
@@ -469,11 +473,7 @@ async fn idle_client_connections_are_closed_but_not_during_a_request() {
         raw_request(&connection, &frame::frame_bytes(b"x", MAX).unwrap(), true).await;
     assert!(frame::read_payload(&mut recv, MAX).await.unwrap().is_some());
     // Then the connection, kept alive by QUIC keep-alives but idle, is closed.
-    assert_eq!(
-        closed_with(&connection).await,
-        Some(8),
-        "idle connection kept"
-    );
+    assert_closed_with(&connection, 8, "the idle connection").await;
     assert_eq!(refused(&node, None, Refusal::Idle), 1);
     assert!(eventually(|| node.stats().incoming_connections == 0).await);
     node.shutdown(Duration::from_millis(200)).await;
@@ -554,12 +554,16 @@ async fn drops_are_counted_per_peer_and_reason_and_warned_about_once_per_interva
     assert!(refusals > 0);
     assert_eq!(dropped(&node, 3, DropReason::SendQueueFull), refusals);
     assert_eq!(stats.sent[&3], 100 - refusals);
-    // Shutting down gives up on node 3: what was queued for it is dropped, and counted.
-    node.shutdown(Duration::from_millis(200)).await;
-    assert_eq!(
-        dropped(&node, 3, DropReason::PeerUnreachable),
-        100 - refusals
-    );
+    // Shutting down gives up on node 3: what was queued for it is dropped, and counted, within
+    // the deadline (far below the 10 s after which QUIC itself would give up the handshake).
+    // The drain of the closing connections that follows (about 3 s with a handshake
+    // abandoned) is not waited for.
+    let queued = 100 - refusals;
+    tokio::select! {
+        () = node.shutdown(Duration::from_secs(5)) => {}
+        true = eventually(|| dropped(&node, 3, DropReason::PeerUnreachable) == queued) => {}
+    }
+    assert_eq!(dropped(&node, 3, DropReason::PeerUnreachable), queued);
     // One warning per peer and reason, however many drops.
     for reason in [
         "inbound_queue_full",
@@ -579,8 +583,10 @@ async fn shutdown_honours_its_deadline_when_a_peer_is_unreachable() {
         let _ = n1.send(message(1, 2, 1));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Without the deadline, shutdown waits about 3 s for the abandoned handshake to node 2 to
+    // drain; with it, it returns after 0.5 s. The bound leaves 2 s for a loaded machine.
     let start = std::time::Instant::now();
-    n1.shutdown(Duration::from_secs(1)).await;
+    n1.shutdown(Duration::from_millis(500)).await;
     let took = start.elapsed();
-    assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
+    assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
 }

@@ -58,9 +58,15 @@ async fn three_nodes_deliver_both_ways() {
             _ => got_small = true,
         }
     }
-    for node in &nodes {
-        node.shutdown(Duration::from_secs(1)).await;
-    }
+    // Together: once one is down, the others wait out their deadline draining their abandoned
+    // reconnection to it.
+    let [n1, n2, n3] = &nodes;
+    let deadline = Duration::from_secs(1);
+    tokio::join!(
+        n1.shutdown(deadline),
+        n2.shutdown(deadline),
+        n3.shutdown(deadline)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,8 +87,10 @@ async fn reconnects_after_a_peer_restarts_on_the_same_address() {
     let n2 = cluster.restart(2).await;
     let got = deliver(&n1, &n2, message(1, 2, 3)).await;
     assert_eq!(got.from, 1);
-    n1.shutdown(Duration::from_secs(1)).await;
-    n2.shutdown(Duration::from_secs(1)).await;
+    tokio::join!(
+        n1.shutdown(Duration::from_secs(1)),
+        n2.shutdown(Duration::from_secs(1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,9 +278,21 @@ async fn shutdown_drains_queued_messages() {
         n1.send(message(1, 2, 201)),
         Err(TransportError::Shutdown)
     ));
+    // Every message arrives, however slowly node 2 gets to read them (up to 10 s)...
     let mut terms = Vec::new();
-    while let Some(m) = recv_within(&n2, Duration::from_millis(500)).await {
-        // Term 0 is a late retry of the warm-up delivery.
+    let all = async {
+        while terms.len() < 200 {
+            match n2.recv().await {
+                // Term 0 is a late retry of the warm-up delivery.
+                Some(m) if m.term == 0 => {}
+                Some(m) => terms.push(m.term),
+                None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
+    // ...and none twice.
+    while let Some(m) = recv_within(&n2, Duration::from_millis(300)).await {
         if m.term != 0 {
             terms.push(m.term);
         }

@@ -4,17 +4,61 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use raft_core::{Message, MessageBody, NodeId, Transport};
 use raft_transport_quic::pki::{peer_name, ClientTls, ClusterCa, NodeTls, SERVER_NAME};
 use raft_transport_quic::{tls, QuicConfig, QuicNode, RequestHandler};
 
-/// A free UDP port on 127.0.0.1.
+/// A UDP address on 127.0.0.1 for a node: free when handed out, and never handed out twice by
+/// this process.
+///
+/// Binding port 0 and releasing the port for the node to take would not do: until the node
+/// binds it (or while the node is down for a restart), the kernel may give that port to any
+/// socket another test binds to port 0 (every client endpoint does), and the node then cannot
+/// start. So the ports come from below the kernel's ephemeral range, which it never picks for
+/// port 0; a counter hands each one out once per process, starting from an offset derived
+/// from the process id so that test binaries running at once seldom meet, and ports another
+/// process holds are skipped.
 pub fn free_addr() -> SocketAddr {
-    // Bind port 0 to let the OS pick a free port, then release it for the node to take.
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a probe socket");
-    socket.local_addr().expect("probe address")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let (first, count) = port_pool();
+    let offset = (std::process::id() as usize).wrapping_mul(7919) % count;
+    for _ in 0..count {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = first + ((offset + k) % count) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // Held by another process (or one of our ports still in use after `count` laps).
+        if UdpSocket::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!(
+        "no free UDP port in {first}..{}",
+        usize::from(first) + count
+    );
+}
+
+/// The ports `free_addr` hands out: the first and how many. Below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, Linux's default assumed elsewhere) and above
+/// 10000, or above the range if it starts too low for that.
+fn port_pool() -> (u16, usize) {
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| {
+            let mut bounds = range.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    const FIRST: u16 = 10_000;
+    if low > FIRST + 1000 {
+        (FIRST, usize::from(low - FIRST))
+    } else if high < u16::MAX - 1000 {
+        (high + 1, usize::from(u16::MAX - high))
+    } else {
+        panic!("the ephemeral port range {low}-{high} leaves no room for test ports");
+    }
 }
 
 /// A small message.
