@@ -22,6 +22,20 @@ const CHILD: StorageIdentity = StorageIdentity {
 };
 const PAYLOAD: usize = 100;
 
+/// Between fork and exec a child process holds copies of this process's open files, the
+/// data directories' lock files included, so a test that closes and reopens a directory while
+/// another test spawns a child could see it `Locked`. Every test holds this for reading; the
+/// one that spawns holds it for writing around the spawn.
+static SPAWNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Keeps child processes from being started while the caller holds it.
+fn no_spawn() -> std::sync::RwLockReadGuard<'static, ()> {
+    // The guarded value is `()`: a panic elsewhere cannot leave it inconsistent.
+    SPAWNING
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -128,6 +142,7 @@ fn assert_corrupt_as(path: &Path, identity: StorageIdentity, case: &str) {
 /// The report: a flipped byte in the middle of the WAL opened with 150 of 200 entries.
 #[test]
 fn a_flipped_byte_inside_the_wal_is_refused() {
+    let _no_spawn = no_spawn();
     let root = tempfile::tempdir().unwrap();
     let path = reported_directory(&root);
     let wals = wal_files(&path);
@@ -139,6 +154,7 @@ fn a_flipped_byte_inside_the_wal_is_refused() {
 /// The report: a deleted WAL opened with the 100 entries of the SST files.
 #[test]
 fn a_deleted_wal_is_refused() {
+    let _no_spawn = no_spawn();
     let root = tempfile::tempdir().unwrap();
     let path = reported_directory(&root);
     for wal in wal_files(&path) {
@@ -163,6 +179,7 @@ fn directory_with_closed_wals(root: &tempfile::TempDir) -> (PathBuf, Vec<PathBuf
 /// refused: its size is recorded in the MANIFEST and in its successor.
 #[test]
 fn a_damaged_or_missing_closed_wal_is_refused() {
+    let _no_spawn = no_spawn();
     type Damage = fn(&[PathBuf]);
     let damages: [(&str, Damage); 4] = [
         ("oldest WAL cut to half", |wals| cut_to_half(&wals[0])),
@@ -196,6 +213,7 @@ fn a_damaged_or_missing_closed_wal_is_refused() {
 /// state. The writer's WAL rotation bounds how much this can lose (docs/faults.md).
 #[test]
 fn the_live_wal_cut_short_opens_with_an_earlier_consistent_state() {
+    let _no_spawn = no_spawn();
     let root = tempfile::tempdir().unwrap();
     let path = reported_directory(&root);
     let wals = wal_files(&path);
@@ -217,6 +235,9 @@ fn the_live_wal_cut_short_opens_with_an_earlier_consistent_state() {
 fn a_flipped_byte_in_the_wal_after_a_sigkill_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let path = root.path().join("node");
+    let spawning = SPAWNING
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut child = Command::new(env!("CARGO_BIN_EXE_storage-crash-child"))
         .arg(&path)
         .arg("11")
@@ -225,6 +246,7 @@ fn a_flipped_byte_in_the_wal_after_a_sigkill_is_refused() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn the crash child");
+    drop(spawning);
     let stdout = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("child output");
