@@ -1551,8 +1551,16 @@ impl Sim {
 
     // ----- Clients -----
 
-    /// Adds a client that reaches every node; returns its number (0, 1, ...).
+    /// Adds a client that reaches every node; returns its number (0, 1, ...). At most
+    /// 2^16 clients: request ids carry the client's number in their low 16 bits.
     pub fn add_client(&mut self) -> ClientId {
+        // More clients would share request ids and get each other's replies: a harness bug,
+        // not a fault to simulate.
+        assert!(
+            self.clients.len() < 1 << CLIENT_BITS,
+            "at most {} simulated clients",
+            1u64 << CLIENT_BITS
+        );
         self.clients.push(vec![true; self.len()]);
         self.deaf_clients.push(false);
         self.clients.len() - 1
