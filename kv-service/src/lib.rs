@@ -88,7 +88,7 @@ pub use command::{Command, LogCommand};
 pub use config::{ServiceConfig, ServiceConfigError};
 pub use machine::{KvStateMachine, MachineConfig};
 pub use protocol::{
-    ClientRequest, KvError, Reply, RequestId, Response, RetryReason, Seq, SessionId, WriteOp,
-    WriteOutput,
+    ClientRequest, KvError, NodeStatus, Reply, RequestId, Response, RetryReason, Seq, SessionId,
+    WriteOp, WriteOutput,
 };
 pub use raft_core::NodeId;

@@ -112,6 +112,9 @@ pub enum ClientRequest {
         /// The key to read.
         key: Vec<u8>,
     },
+    /// This server's view of itself and the cluster, answered at once from local state (not
+    /// linearizable; for monitoring). Answered with [`Response::Status`].
+    Status,
 }
 
 /// A successful answer.
@@ -128,6 +131,39 @@ pub enum Response {
     Written(WriteOutput),
     /// The value of the key read (`None`: absent, which differs from an empty value).
     Value(Option<Vec<u8>>),
+    /// The server's status.
+    Status(NodeStatus),
+}
+
+/// One server's view of itself, as `kv status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The server's node id.
+    pub id: NodeId,
+    /// Its role: `follower`, `pre-candidate`, `candidate` or `leader`.
+    pub role: String,
+    /// Its current term.
+    pub term: u64,
+    /// The leader of the current term, if it knows one.
+    pub leader: Option<NodeId>,
+    /// Highest index it knows committed.
+    pub commit_index: u64,
+    /// Highest index its state machine applied.
+    pub applied_index: u64,
+    /// Index of its last log entry.
+    pub last_index: u64,
+    /// Last index its snapshot covers (0 without one).
+    pub snapshot_index: u64,
+    /// Size of its persisted Raft state (hard state and log), in bytes.
+    pub raft_state_bytes: u64,
+    /// Size of its latest snapshot's data, in bytes.
+    pub snapshot_bytes: u64,
+    /// Number of keys stored.
+    pub keys: u64,
+    /// Number of live client sessions.
+    pub sessions: u64,
+    /// Whether it stopped serving because a snapshot from the leader could not be loaded.
+    pub unavailable: bool,
 }
 
 /// A server's answer to a [`ClientRequest`].

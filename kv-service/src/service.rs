@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use raft_core::{
     Action, CompactError, DurableState, Entry, LogIndex, NodeId, PersistUpdate, RaftNode,
-    ReadError, ReadId, Snapshot, Term,
+    ReadError, ReadId, Role, Snapshot, Term,
 };
 use tracing::{debug, error, warn};
 
@@ -32,7 +32,7 @@ use crate::config::ServiceConfig;
 use crate::core::ServiceError;
 use crate::machine::KvStateMachine;
 use crate::protocol::{
-    ClientRequest, KvError, Reply, RequestId, Response, RetryReason, Seq, SessionId,
+    ClientRequest, KvError, NodeStatus, Reply, RequestId, Response, RetryReason, Seq, SessionId,
 };
 use crate::raft_size::RaftStateSize;
 
@@ -88,6 +88,8 @@ pub struct KvService {
     /// until another snapshot loads.
     unavailable: bool,
     replies: Vec<(RequestId, Reply)>,
+    /// Size of the latest snapshot's data (stored at start, made or installed since).
+    snapshot_bytes: u64,
 }
 
 impl KvService {
@@ -125,6 +127,7 @@ impl KvService {
             next_read_id: 1,
             unavailable: false,
             replies: Vec::new(),
+            snapshot_bytes: state.snapshot.as_ref().map_or(0, |s| s.data.len() as u64),
         })
     }
 
@@ -183,12 +186,17 @@ impl KvService {
         request: ClientRequest,
     ) {
         self.tick(now_ms);
-        if self.unavailable {
+        // A status answers even when the state machine is unavailable: it says so.
+        if self.unavailable && request != ClientRequest::Status {
             self.reply(id, Err(KvError::Unavailable));
             return;
         }
         match request {
             ClientRequest::Get { key } => self.admit_read(raft, id, key),
+            ClientRequest::Status => {
+                let status = self.node_status(raft);
+                self.reply(id, Ok(Response::Status(status)));
+            }
             ClientRequest::RegisterSession => {
                 self.admit_command(raft, id, Command::RegisterSession)
             }
@@ -229,6 +237,35 @@ impl KvService {
     /// Shows the service a persist the node emitted, in stream order, when the driver takes it.
     pub fn persisting(&mut self, update: &PersistUpdate) {
         self.size.apply(update);
+        if let Some(snapshot) = &update.snapshot {
+            self.snapshot_bytes = snapshot.data.len() as u64;
+        }
+    }
+
+    /// This replica's status, as a [`ClientRequest::Status`] is answered.
+    pub fn node_status(&self, raft: &RaftNode) -> NodeStatus {
+        let status = raft.status();
+        let role = match status.role {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        };
+        NodeStatus {
+            id: status.id,
+            role: role.to_string(),
+            term: status.term,
+            leader: status.leader_id,
+            commit_index: status.commit_index,
+            applied_index: self.machine.applied_index(),
+            last_index: status.last_index,
+            snapshot_index: status.snapshot_index,
+            raft_state_bytes: self.size.total(),
+            snapshot_bytes: self.snapshot_bytes,
+            keys: self.machine.len() as u64,
+            sessions: self.machine.sessions().len() as u64,
+            unavailable: self.unavailable,
+        }
     }
 
     /// Carries out one of the node's state-machine actions (`Apply`, `InstallSnapshot`,

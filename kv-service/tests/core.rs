@@ -638,3 +638,35 @@ fn an_unloadable_snapshot_makes_the_replica_unavailable() {
     c.run_actions().unwrap();
     assert_eq!(reply_to(&mut c, 1), Err(KvError::Unavailable));
 }
+
+#[test]
+fn status_is_answered_at_once_by_leader_and_followers_without_touching_the_log() {
+    let mut c = cluster(3, |_| {});
+    let leader = elect(&mut c);
+    let session = register(&mut c, leader, 1);
+    c.request(leader, 2, write(session, 1, put("k", "v")))
+        .unwrap();
+    assert_eq!(reply_to(&mut c, 2), DONE);
+    settle(&mut c);
+    let before = last_index(&c, leader);
+    for (id, node) in (10..).zip(c.ids()) {
+        c.request(node, id, ClientRequest::Status).unwrap();
+        let Ok(Response::Status(status)) = reply_to(&mut c, id) else {
+            panic!("node {node} answers a status");
+        };
+        assert_eq!(status.id, node);
+        let expected_role = if node == leader { "leader" } else { "follower" };
+        assert_eq!(status.role, expected_role, "node {node}");
+        assert_eq!(status.leader, Some(leader), "node {node}");
+        assert_eq!(status.last_index, before, "node {node}");
+        assert_eq!(status.applied_index, before, "node {node}");
+        assert_eq!(status.commit_index, before, "node {node}");
+        assert_eq!((status.keys, status.sessions), (1, 1), "node {node}");
+        let core = c.core(node).unwrap();
+        assert_eq!(status.term, core.raft().term());
+        assert_eq!(status.raft_state_bytes, core.raft_state_size());
+        assert!(status.raft_state_bytes > 0);
+        assert!(!status.unavailable);
+    }
+    assert_eq!(last_index(&c, leader), before, "a status adds no log entry");
+}
