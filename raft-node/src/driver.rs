@@ -1,0 +1,354 @@
+//! The driver task: one node and its service on tokio, the lanes of raft-core's ordering
+//! contract carried out against a [`Persister`] and a [`Transport`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ::metrics::counter;
+use raft_core::{Action, PersistUpdate, Persister, RaftNode, Status, Transport};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::metrics::{self, PeerCounters};
+use crate::service::{RequestId, Service};
+use crate::storage;
+
+/// How a driver runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Time between two ticks of the node (default 10 ms): the node's election and heartbeat
+    /// settings are counted in ticks.
+    pub tick_interval: Duration,
+    /// Client requests that may wait for the driver before [`NodeClient::call`] waits too
+    /// (default 4096).
+    pub request_queue: usize,
+    /// Requests taken from the queue before the node's actions are carried out (default 512):
+    /// requests that arrive together go out in one batch (one AppendEntries, one write).
+    pub max_batch: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            tick_interval: Duration::from_millis(10),
+            request_queue: 4096,
+            max_batch: 512,
+        }
+    }
+}
+
+/// Why a driver stopped other than by [`NodeHandle::shutdown`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// A write failed: what reached the disk is unknown, so the node must not go on (restart
+    /// it, which reads back what is durable).
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// The transport shut down under the driver.
+    #[error("the transport shut down")]
+    TransportClosed,
+    /// The driver task panicked or was cancelled.
+    #[error("the driver task ended abnormally: {0}")]
+    Aborted(String),
+}
+
+/// A request could not be answered: the driver stopped (or is stopping) before it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the node stopped before answering")]
+pub struct NodeStopped;
+
+type Call<S> = (
+    <S as Service>::Request,
+    oneshot::Sender<<S as Service>::Reply>,
+);
+
+/// Sends requests to a running driver and watches its status; cheap to clone.
+pub struct NodeClient<S: Service> {
+    requests: mpsc::Sender<Call<S>>,
+    status: watch::Receiver<Status>,
+}
+
+impl<S: Service> Clone for NodeClient<S> {
+    fn clone(&self) -> Self {
+        Self {
+            requests: self.requests.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl<S: Service> NodeClient<S> {
+    /// Hands `request` to the service and waits for its answer. Waits for room when the
+    /// driver's queue is full; fails once the driver stops.
+    pub async fn call(&self, request: S::Request) -> Result<S::Reply, NodeStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send((request, reply))
+            .await
+            .map_err(|_| NodeStopped)?;
+        answer.await.map_err(|_| NodeStopped)
+    }
+
+    /// The node's status after the driver's latest pass.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status the driver publishes (it publishes after each pass
+    /// that changed something).
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+}
+
+/// A running driver: its [`NodeClient`], and the means to stop it.
+pub struct NodeHandle<S: Service> {
+    client: NodeClient<S>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), NodeError>>,
+}
+
+impl<S: Service> NodeHandle<S> {
+    /// A client of the driver.
+    pub fn client(&self) -> NodeClient<S> {
+        self.client.clone()
+    }
+
+    /// Whether the driver task has ended (stopped, or failed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the driver cleanly: it accepts no more requests, fails those still waiting (their
+    /// callers get [`NodeStopped`]), writes every persist already emitted, and returns how it
+    /// ended. A driver that had already failed returns that failure.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.stop.send(true);
+        self.join().await
+    }
+
+    /// Waits for the driver to end on its own (a storage failure, the transport closing).
+    pub async fn join(self) -> Result<(), NodeError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(NodeError::Aborted(e.to_string())),
+        }
+    }
+}
+
+/// Starts a driver for `raft` and `service` (both restored from what `persister` loaded) on
+/// the current tokio runtime.
+///
+/// The driver task owns the node and the service and carries out the ordering contract
+/// ([`raft_core::action`]): persists go to a storage task that writes them in order, folding a
+/// backlog into one write and one fsync, and reports them durable; messages go to the
+/// transport at once (a leader's AppendEntries leave while its own write of the same entries
+/// is in progress); state-machine actions go to the service in order, on the driver task, with
+/// no lock the request path needs. Requests that arrive together are handled before the
+/// node's actions are taken, so they share one AppendEntries and one write.
+pub fn spawn<S, P, T>(
+    raft: RaftNode,
+    service: S,
+    persister: Arc<P>,
+    transport: Arc<T>,
+    config: NodeConfig,
+) -> NodeHandle<S>
+where
+    S: Service,
+    P: Persister + ?Sized + 'static,
+    T: Transport + ?Sized + 'static,
+{
+    let (requests_tx, requests) = mpsc::channel(config.request_queue.max(1));
+    let (status_tx, status) = watch::channel(raft.status());
+    let (stop, stop_rx) = watch::channel(false);
+    let driver = Driver {
+        raft,
+        service,
+        transport,
+        config,
+        requests,
+        status: status_tx,
+        waiting: HashMap::new(),
+        next_request: 1,
+        peers: PeerCounters::default(),
+    };
+    let task = tokio::spawn(driver.run(persister, stop_rx));
+    NodeHandle {
+        client: NodeClient {
+            requests: requests_tx,
+            status,
+        },
+        stop,
+        task,
+    }
+}
+
+struct Driver<S: Service, T: ?Sized> {
+    raft: RaftNode,
+    service: S,
+    transport: Arc<T>,
+    config: NodeConfig,
+    requests: mpsc::Receiver<Call<S>>,
+    status: watch::Sender<Status>,
+    waiting: HashMap<RequestId, oneshot::Sender<S::Reply>>,
+    next_request: RequestId,
+    peers: PeerCounters,
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<S, T> Driver<S, T>
+where
+    S: Service,
+    T: Transport + ?Sized + 'static,
+{
+    async fn run<P: Persister + ?Sized + 'static>(
+        mut self,
+        persister: Arc<P>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), NodeError> {
+        let (updates, storage_updates) = mpsc::unbounded_channel::<PersistUpdate>();
+        let (durable_tx, mut durable) = mpsc::unbounded_channel();
+        let storage = tokio::spawn(storage::run(persister, storage_updates, durable_tx));
+        let mut ticker = tokio::time::interval(self.config.tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let transport = Arc::clone(&self.transport);
+        info!(id = self.raft.id(), "node driver started");
+        let outcome = loop {
+            tokio::select! {
+                _ = stop.changed() => break Ok(()),
+                report = durable.recv() => match report {
+                    Some(Ok(id)) => self.raft.persisted(id),
+                    Some(Err(e)) => break Err(NodeError::Storage(e)),
+                    None => break Err(NodeError::Storage("the storage task ended".into())),
+                },
+                _ = ticker.tick() => {
+                    self.service.tick(now_ms());
+                    self.raft.tick();
+                }
+                message = transport.recv() => match message {
+                    Some(message) => {
+                        counter!("raft_messages_received_total").increment(1);
+                        self.raft.step(message);
+                    }
+                    None => break Err(NodeError::TransportClosed),
+                },
+                Some(call) = self.requests.recv() => self.admit(call),
+            }
+            // Take what else is ready, so that it shares this pass.
+            for _ in 1..self.config.max_batch {
+                match self.requests.try_recv() {
+                    Ok(call) => self.admit(call),
+                    Err(_) => break,
+                }
+            }
+            while let Ok(report) = durable.try_recv() {
+                match report {
+                    Ok(id) => self.raft.persisted(id),
+                    Err(e) => return self.fail(NodeError::Storage(e), updates, storage).await,
+                }
+            }
+            self.carry_out(&updates);
+            self.publish();
+        };
+        match outcome {
+            Ok(()) => {
+                info!(id = self.raft.id(), "node driver stopping");
+                self.requests.close();
+                // Requests still queued or waiting are dropped: their callers hear NodeStopped.
+                self.waiting.clear();
+                drop(updates);
+                // Everything already emitted is written before the driver returns.
+                let _ = storage.await;
+                Ok(())
+            }
+            Err(e) => self.fail(e, updates, storage).await,
+        }
+    }
+
+    async fn fail(
+        &mut self,
+        error: NodeError,
+        updates: mpsc::UnboundedSender<PersistUpdate>,
+        storage: JoinHandle<()>,
+    ) -> Result<(), NodeError> {
+        warn!(id = self.raft.id(), %error, "node driver failed");
+        self.requests.close();
+        self.waiting.clear();
+        drop(updates);
+        storage.abort();
+        Err(error)
+    }
+
+    fn admit(&mut self, (request, reply): Call<S>) {
+        let id = self.next_request;
+        self.next_request += 1;
+        counter!("raft_requests_total").increment(1);
+        self.waiting.insert(id, reply);
+        self.service
+            .handle_request(&mut self.raft, now_ms(), id, request);
+    }
+
+    /// Takes the node's actions until it has none, each to its lane, then answers.
+    fn carry_out(&mut self, updates: &mpsc::UnboundedSender<PersistUpdate>) {
+        loop {
+            for action in self.raft.take_actions() {
+                match action {
+                    Action::Persist(update) => {
+                        self.service.persisting(&update);
+                        // The storage task ends only after this sender is dropped, or after a
+                        // failure that the next pass reports; a lost update is then moot.
+                        let _ = updates.send(update);
+                    }
+                    Action::Send(message) => {
+                        let to = message.to;
+                        let sent = self.transport.send(message);
+                        if let Err(e) = &sent {
+                            debug!(to, error = %e, "send refused");
+                        }
+                        self.peers.sent(to, sent.is_ok());
+                    }
+                    action => {
+                        let entries = match &action {
+                            Action::Apply(entries) => entries.len(),
+                            _ => 0,
+                        };
+                        let started = Instant::now();
+                        self.service.apply(&mut self.raft, action);
+                        metrics::apply(started.elapsed(), entries);
+                    }
+                }
+            }
+            self.service.settle(&mut self.raft);
+            if !self.raft.has_actions() {
+                break;
+            }
+        }
+        for (id, reply) in self.service.take_replies() {
+            match self.waiting.remove(&id) {
+                // The caller may have given up; nothing to do then.
+                Some(waiter) => drop(waiter.send(reply)),
+                None => warn!(id, "the service answered a request it was not given"),
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let status = self.raft.status();
+        self.status.send_if_modified(|current| {
+            if *current == status {
+                return false;
+            }
+            metrics::status(&status);
+            *current = status;
+            true
+        });
+    }
+}
