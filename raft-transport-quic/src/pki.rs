@@ -70,6 +70,13 @@ impl NodeTls {
         let [ca_cert, cert, key] = read_material(dir, NODE_FILES)?;
         Ok(Self { ca_cert, cert, key })
     }
+
+    /// Whether the certificate names node `id` (it does not check the signature: the
+    /// handshake does that).
+    pub fn names_node(&self, id: NodeId) -> bool {
+        let cert = rustls::pki_types::CertificateDer::from(self.cert.as_slice());
+        crate::tls::certificate_names_node(&cert, id)
+    }
 }
 
 impl ClientTls {
