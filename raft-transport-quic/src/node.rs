@@ -297,9 +297,10 @@ impl Transport for QuicNode {
         let Some(peer) = peers.get(&to) else {
             return Err(TransportError::UnknownPeer(to));
         };
+        let bytes = frame.len();
         match peer.try_send(frame) {
             Ok(()) => {
-                self.counters.sent(to);
+                self.counters.sent(to, bytes);
                 Ok(())
             }
             Err(Refused::Full) => {

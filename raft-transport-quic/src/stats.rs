@@ -169,6 +169,8 @@ impl Refusal {
 pub struct TransportStats {
     /// Messages accepted by `send`, per destination peer.
     pub sent: BTreeMap<NodeId, u64>,
+    /// Bytes of the frames accepted by `send`, per destination peer.
+    pub sent_bytes: BTreeMap<NodeId, u64>,
     /// Messages handed to `recv`, per sending peer.
     pub delivered: BTreeMap<NodeId, u64>,
     /// Messages dropped, per peer and reason.
@@ -222,6 +224,7 @@ fn refusal_counters() -> Vec<Counter> {
 /// The counters of one member.
 struct PeerCounters {
     sent: AtomicU64,
+    sent_bytes: AtomicU64,
     delivered: AtomicU64,
     dropped: Vec<Counter>,
     refused: Vec<Counter>,
@@ -251,6 +254,7 @@ impl Counters {
             .map(|id| {
                 let counters = PeerCounters {
                     sent: AtomicU64::new(0),
+                    sent_bytes: AtomicU64::new(0),
                     delivered: AtomicU64::new(0),
                     dropped: DropReason::ALL.iter().map(|_| Counter::default()).collect(),
                     refused: refusal_counters(),
@@ -272,10 +276,13 @@ impl Counters {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// A message to `peer` was queued.
-    pub(crate) fn sent(&self, peer: NodeId) {
+    /// A message of `bytes` (framed) to `peer` was queued.
+    pub(crate) fn sent(&self, peer: NodeId, bytes: usize) {
         if let Some(counters) = self.peers.get(&peer) {
             counters.sent.fetch_add(1, Ordering::Relaxed);
+            counters
+                .sent_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
         }
     }
 
@@ -348,6 +355,9 @@ impl Counters {
         for (&id, peer) in &self.peers {
             stats.sent.insert(id, peer.sent.load(Ordering::Relaxed));
             stats
+                .sent_bytes
+                .insert(id, peer.sent_bytes.load(Ordering::Relaxed));
+            stats
                 .delivered
                 .insert(id, peer.delivered.load(Ordering::Relaxed));
             for (reason, counter) in DropReason::ALL.iter().zip(&peer.dropped) {
@@ -414,7 +424,7 @@ mod tests {
         counters.refused(Some(3), Refusal::ProtocolViolation, &"x");
         counters.refused(None, Refusal::Handshake, &"x");
         counters.refused(Some(9), Refusal::Handshake, &"unknown: counted as other");
-        counters.sent(2);
+        counters.sent(2, 10);
         counters.delivered(3);
         let stats = counters.snapshot();
         assert_eq!(
@@ -432,6 +442,7 @@ mod tests {
             ])
         );
         assert_eq!(stats.sent, BTreeMap::from([(2, 1), (3, 0)]));
+        assert_eq!(stats.sent_bytes, BTreeMap::from([(2, 10), (3, 0)]));
         assert_eq!(stats.delivered, BTreeMap::from([(2, 0), (3, 1)]));
     }
 }

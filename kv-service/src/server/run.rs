@@ -77,14 +77,6 @@ pub fn cluster_id_of(ca_cert: &[u8]) -> u64 {
     })
 }
 
-/// A seed that differs at every start (raft-core numbers forwarded reads from it).
-fn start_seed(id: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32) ^ id
-}
-
 fn read_tls(config: &ServerConfig) -> Result<NodeTls, ServerError> {
     let dir = config.tls_dir.clone();
     let tls = NodeTls::read_from(&dir).map_err(|source| ServerError::Certificates {
@@ -175,8 +167,8 @@ async fn run<P: Persister + 'static>(
         .load()
         .await
         .map_err(|e| ServerError::Storage(e.to_string()))?;
+    // `Config::new` draws a seed of its own at every start, as raft-core requires.
     let mut raft_config = Config::new(config.id, config.voters());
-    raft_config.seed = start_seed(config.id);
     raft_config.lease_reads = config.lease_reads;
     let mut service_config = ServiceConfig::new(raft_config.clone());
     service_config.max_raft_state = config.max_raft_state;

@@ -65,6 +65,9 @@ fn publish(node: &Arc<QuicNode>) {
     for (peer, n) in &stats.sent {
         counter!("transport_messages_sent_total", "peer" => peer.to_string()).absolute(*n);
     }
+    for (peer, n) in &stats.sent_bytes {
+        counter!("transport_bytes_sent_total", "peer" => peer.to_string()).absolute(*n);
+    }
     for (peer, n) in &stats.delivered {
         counter!("transport_messages_delivered_total", "peer" => peer.to_string()).absolute(*n);
     }
