@@ -185,6 +185,59 @@ where
     }
 }
 
+/// What woke the driver.
+enum Event<S: Service> {
+    Stop,
+    Durable(Option<storage::Durable>),
+    Tick,
+    Message(Option<raft_core::Message>),
+    Request(Call<S>),
+}
+
+/// The node's clock: ticks fall due every `interval` of monotonic time, and all those due are
+/// taken at once, however late the driver looks (a paused process catches up at once rather
+/// than one tick per interval).
+struct TickClock {
+    interval: Duration,
+    next: tokio::time::Instant,
+}
+
+/// At most this many ticks are taken at once: more than any election timeout, so a longer
+/// pause has the same effect.
+const MAX_CATCH_UP_TICKS: u64 = 10_000;
+
+impl TickClock {
+    fn new(interval: Duration) -> Self {
+        let interval = interval.max(Duration::from_micros(100));
+        Self {
+            interval,
+            next: tokio::time::Instant::now() + interval,
+        }
+    }
+
+    /// When the next tick falls due.
+    fn next(&self) -> tokio::time::Instant {
+        self.next
+    }
+
+    /// The number of ticks due now (0 or more), and the clock moved past them.
+    fn take_due(&mut self) -> u64 {
+        let now = tokio::time::Instant::now();
+        if now < self.next {
+            return 0;
+        }
+        let late = now.duration_since(self.next);
+        let due = 1 + u64::try_from(late.as_nanos() / self.interval.as_nanos()).unwrap_or(u64::MAX);
+        if due > MAX_CATCH_UP_TICKS {
+            self.next = now + self.interval;
+            return MAX_CATCH_UP_TICKS;
+        }
+        // `due` is at most MAX_CATCH_UP_TICKS here, so it fits a u32.
+        self.next += self.interval * due as u32;
+        due
+    }
+}
+
 struct Driver<S: Service, T: ?Sized> {
     raft: RaftNode,
     service: S,
@@ -217,30 +270,41 @@ where
         let (updates, storage_updates) = mpsc::unbounded_channel::<PersistUpdate>();
         let (durable_tx, mut durable) = mpsc::unbounded_channel();
         let storage = tokio::spawn(storage::run(persister, storage_updates, durable_tx));
-        let mut ticker = tokio::time::interval(self.config.tick_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let transport = Arc::clone(&self.transport);
+        let mut clock = TickClock::new(self.config.tick_interval);
         info!(id = self.raft.id(), "node driver started");
         let outcome = loop {
-            tokio::select! {
-                _ = stop.changed() => break Ok(()),
-                report = durable.recv() => match report {
-                    Some(Ok(id)) => self.raft.persisted(id),
-                    Some(Err(e)) => break Err(NodeError::Storage(e)),
-                    None => break Err(NodeError::Storage("the storage task ended".into())),
-                },
-                _ = ticker.tick() => {
-                    self.service.tick(now_ms());
+            let event: Event<S> = tokio::select! {
+                _ = stop.changed() => Event::Stop,
+                report = durable.recv() => Event::Durable(report),
+                _ = tokio::time::sleep_until(clock.next()) => Event::Tick,
+                message = transport.recv() => Event::Message(message),
+                Some(call) = self.requests.recv() => Event::Request(call),
+            };
+            // Time first: every tick that fell due (also while the process was stopped or
+            // starved) happens before the event is handled, so a node never acts on a lease
+            // or a leadership that its clock would already have ended.
+            let due = clock.take_due();
+            if due > 0 {
+                self.service.tick(now_ms());
+                for _ in 0..due {
                     self.raft.tick();
                 }
-                message = transport.recv() => match message {
-                    Some(message) => {
-                        counter!("raft_messages_received_total").increment(1);
-                        self.raft.step(message);
-                    }
-                    None => break Err(NodeError::TransportClosed),
-                },
-                Some(call) = self.requests.recv() => self.admit(call),
+            }
+            match event {
+                Event::Stop => break Ok(()),
+                Event::Durable(Some(Ok(id))) => self.raft.persisted(id),
+                Event::Durable(Some(Err(e))) => break Err(NodeError::Storage(e)),
+                Event::Durable(None) => {
+                    break Err(NodeError::Storage("the storage task ended".into()))
+                }
+                Event::Tick => {}
+                Event::Message(Some(message)) => {
+                    counter!("raft_messages_received_total").increment(1);
+                    self.raft.step(message);
+                }
+                Event::Message(None) => break Err(NodeError::TransportClosed),
+                Event::Request(call) => self.admit(call),
             }
             // Take what else is ready, so that it shares this pass.
             for _ in 1..self.config.max_batch {
