@@ -213,7 +213,8 @@ fn shutdown_writes_everything_already_emitted() {
         let handle = elected(persister.clone()).await;
         let client = handle.client();
         for _ in 0..5 {
-            statuses.lock().unwrap().push(client.call(()).await);
+            let answer = client.call(()).await;
+            statuses.lock().unwrap().push(answer);
         }
         handle.shutdown().await.unwrap();
         assert_eq!(
