@@ -1,6 +1,7 @@
 //! The KV service on the [`raft_node`] driver: [`KvService`] as a [`raft_node::Service`], and
 //! [`KvHandler`], which serves the clients of a QUIC endpoint through a running driver.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -64,6 +65,8 @@ impl raft_node::Service for KvService {
 #[derive(Default)]
 pub struct KvHandler {
     node: OnceLock<NodeClient<KvService>>,
+    /// Requests that could not be decoded so far (logged at the 1st, 2nd, 4th, 8th, ...).
+    undecodable: AtomicU64,
 }
 
 impl KvHandler {
@@ -106,7 +109,10 @@ impl RequestHandler for KvHandler {
         let (kind, reply) = match codec::decode::<ClientRequest>(&request) {
             Ok(request) => (kind(&request), self.serve(request).await),
             Err(e) => {
-                tracing::debug!(error = %e, "undecodable client request");
+                let count = self.undecodable.fetch_add(1, Ordering::Relaxed) + 1;
+                if count.is_power_of_two() {
+                    tracing::warn!(error = %e, count, "refused an undecodable client request");
+                }
                 ("undecodable", Err(KvError::Codec(e)))
             }
         };
