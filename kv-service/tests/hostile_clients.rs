@@ -95,3 +95,63 @@ fn hostile_clients_are_refused_and_logged_and_the_cluster_keeps_serving() {
         );
     }
 }
+
+/// `GET /metrics` over plain HTTP/1.0; the body.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_text_format() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cluster =
+        Cluster::new(1, "memory").with_flags(&["--metrics-addr", &metrics.to_string()]);
+    cluster.start_all();
+    let client = RawClient::new_in(&runtime, &cluster.client_tls());
+    runtime.block_on(async {
+        let leader = client
+            .wait_for_leader(&cluster, Duration::from_secs(60))
+            .await;
+        let addr = cluster.addrs[&leader];
+        let Some(Ok(Response::SessionRegistered { .. })) =
+            client.request(addr, &ClientRequest::RegisterSession).await
+        else {
+            panic!("cannot register");
+        };
+        let get = ClientRequest::Get { key: b"k".to_vec() };
+        assert_eq!(
+            client.request(addr, &get).await,
+            Some(Ok(Response::Value(None)))
+        );
+        // The driver publishes after each pass; give it one more request to be sure.
+        client.status(addr).await.expect("status");
+    });
+    let text = scrape(metrics);
+    assert!(text.starts_with("HTTP/1."), "{text}");
+    for expected in [
+        "raft_role 3",
+        "raft_term ",
+        "raft_commit_index ",
+        "raft_applied_index ",
+        "raft_fsync_seconds",
+        "raft_apply_seconds",
+        "kv_requests_total{kind=\"register\"} 1",
+        "kv_requests_total{kind=\"get\"} 1",
+        "kv_request_seconds",
+        "# TYPE raft_fsync_seconds histogram",
+        "raft_fsync_seconds_bucket{le=\"0.001\"}",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, gauge};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use raft_transport_quic::QuicNode;
 
 /// Logs to stderr at the level `RUST_LOG` asks (default `info`).
@@ -27,6 +27,12 @@ pub struct MetricsError {
     message: String,
 }
 
+/// Bucket bounds of the latency histograms (`*_seconds`): 50 us to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
 /// Serves every metric recorded from now on at `http://addr/metrics` (Prometheus text format).
 pub fn serve_metrics(addr: SocketAddr) -> Result<(), MetricsError> {
     // Bind first, so that a taken port is an error at start rather than a log line later.
@@ -37,6 +43,11 @@ pub fn serve_metrics(addr: SocketAddr) -> Result<(), MetricsError> {
     drop(probe);
     PrometheusBuilder::new()
         .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .map_err(|e| MetricsError {
+            addr,
+            message: e.to_string(),
+        })?
         .install()
         .map_err(|e| MetricsError {
             addr,
