@@ -58,10 +58,13 @@
 #![deny(missing_docs)]
 
 mod backoff;
+pub mod blocking;
 pub mod clerk;
+mod client;
 pub mod config;
 pub mod op;
 
 pub use clerk::{Clerk, SubmitError};
+pub use client::{Client, ClientError, ClientOptions, ConnectError};
 pub use config::{ClerkConfig, ClerkConfigError};
 pub use op::{ClerkAction, ClerkError, OpId, OpOutput, Operation, RequestId};
