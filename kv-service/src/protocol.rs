@@ -164,6 +164,9 @@ pub struct NodeStatus {
     pub sessions: u64,
     /// Whether it stopped serving because a snapshot from the leader could not be loaded.
     pub unavailable: bool,
+    /// How it serves reads as leader: `read-index` (a confirmation round per batch of reads)
+    /// or `lease` (`kv-server --lease-reads`).
+    pub read_mode: String,
 }
 
 /// A server's answer to a [`ClientRequest`].

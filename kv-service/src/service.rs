@@ -265,6 +265,12 @@ impl KvService {
             keys: self.machine.len() as u64,
             sessions: self.machine.sessions().len() as u64,
             unavailable: self.unavailable,
+            read_mode: if self.config.raft.lease_reads {
+                "lease"
+            } else {
+                "read-index"
+            }
+            .to_string(),
         }
     }
 

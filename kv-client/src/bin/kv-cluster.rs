@@ -145,6 +145,8 @@ async fn run(cli: Cli, started: Instant) -> Result<(), String> {
             .arg("--tls-dir")
             .arg(certs.join(format!("node-{id}")))
             .args(["--metrics-addr", &metrics.to_string()])
+            // Room for `kv bench --conns 100` from this machine.
+            .args(["--client-connections-per-ip", "256"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);

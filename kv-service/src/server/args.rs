@@ -120,6 +120,13 @@ pub struct ServeArgs {
     /// certificate].
     #[arg(long)]
     pub cluster_id: Option<u64>,
+    /// Client connections open at once, in all [default: 256].
+    #[arg(long)]
+    pub client_connections: Option<usize>,
+    /// Client connections open at once from one address [default: 16]; raise it for load
+    /// generators on one machine (`kv bench --conns 100`).
+    #[arg(long)]
+    pub client_connections_per_ip: Option<usize>,
 }
 
 impl ServeArgs {
@@ -139,6 +146,10 @@ impl ServeArgs {
             tick_ms: self.tick_ms.or(file.tick_ms),
             lease_reads: self.lease_reads || file.lease_reads,
             cluster_id: self.cluster_id.or(file.cluster_id),
+            client_connections: self.client_connections.or(file.client_connections),
+            client_connections_per_ip: self
+                .client_connections_per_ip
+                .or(file.client_connections_per_ip),
         }
     }
 }

@@ -78,6 +78,10 @@ pub struct ServerConfig {
     pub lease_reads: bool,
     /// The cluster id, if given (else derived from the CA).
     pub cluster_id: Option<u64>,
+    /// Client connections at once, in all.
+    pub client_connections: usize,
+    /// Client connections at once from one address.
+    pub client_connections_per_ip: usize,
 }
 
 /// Resolves `host:port` (a name is looked up once, at start).
@@ -171,6 +175,12 @@ impl ServerConfig {
             tick: Duration::from_millis(tick_ms),
             lease_reads: args.lease_reads,
             cluster_id: args.cluster_id,
+            client_connections: positive("client-connections", args.client_connections, 256)?,
+            client_connections_per_ip: positive(
+                "client-connections-per-ip",
+                args.client_connections_per_ip,
+                16,
+            )?,
         })
     }
 
@@ -180,6 +190,18 @@ impl ServerConfig {
         voters.push(self.id);
         voters.sort_unstable();
         voters
+    }
+}
+
+/// `value` (or `default`), refused when zero.
+fn positive(
+    flag: &'static str,
+    value: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(invalid(flag, "must be at least 1")),
+        n => Ok(n),
     }
 }
 

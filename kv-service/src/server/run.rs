@@ -172,6 +172,7 @@ async fn run<P: Persister + 'static>(
     raft_config.lease_reads = config.lease_reads;
     let mut service_config = ServiceConfig::new(raft_config.clone());
     service_config.max_raft_state = config.max_raft_state;
+    let max_request_bytes = service_config.max_request_bytes;
     let service = KvService::restore(service_config, &state)?;
     let raft = RaftNode::restore(raft_config, &state).map_err(ServiceError::from)?;
     info!(
@@ -184,7 +185,12 @@ async fn run<P: Persister + 'static>(
 
     let handler = Arc::new(KvHandler::new());
     let peers = config.peers.iter().map(|(&id, &addr)| (id, addr)).collect();
-    let quic_config = QuicConfig::new(config.id, config.listen, peers, tls);
+    let mut quic_config = QuicConfig::new(config.id, config.listen, peers, tls);
+    quic_config.clients.max_connections = config.client_connections;
+    quic_config.clients.max_connections_per_ip = config.client_connections_per_ip;
+    // Room above the service's own limit, so that a request the service finds too large gets
+    // its TooLarge answer (the client then knows it was not applied) instead of a reset.
+    quic_config.clients.max_request_bytes = max_request_bytes + (64 << 10);
     let quic = Arc::new(QuicNode::bind(quic_config, Some(handler.clone())).await?);
     let node_config = NodeConfig {
         tick_interval: config.tick,
