@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 
@@ -12,7 +14,8 @@ use crate::tls;
 
 /// A client of the cluster: sends requests to nodes, verifying each node's certificate against
 /// the cluster CA and presenting its own (from the same CA; nodes refuse clients without one),
-/// and keeps one connection per node.
+/// and keeps one connection per node. Connecting to one node never delays calls to another:
+/// a node that does not answer holds up only the calls addressed to it.
 ///
 /// ```no_run
 /// # async fn example(ca: raft_transport_quic::pki::ClusterCa) -> Result<(), Box<dyn std::error::Error>> {
@@ -22,10 +25,14 @@ use crate::tls;
 /// ```
 pub struct RpcClient {
     endpoint: quinn::Endpoint,
-    connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// One slot per node; a slot's lock is held while connecting to that node only, so
+    /// concurrent callers share one connection attempt.
+    connections: std::sync::Mutex<HashMap<SocketAddr, ConnectionSlot>>,
     max_frame_bytes: usize,
-    timeout: std::time::Duration,
+    timeout: Duration,
 }
+
+type ConnectionSlot = Arc<Mutex<Option<quinn::Connection>>>;
 
 impl std::fmt::Debug for RpcClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,21 +52,29 @@ impl RpcClient {
         endpoint.set_default_client_config(config);
         Ok(Self {
             endpoint,
-            connections: Mutex::new(HashMap::new()),
+            connections: std::sync::Mutex::new(HashMap::new()),
             max_frame_bytes: 16 << 20,
-            timeout: std::time::Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
         })
     }
 
     /// Sets how long [`call`](Self::call) waits for a connection and an answer (default 5 s).
-    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, RpcError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(connection) = connections.get(&addr) {
+        let slot = {
+            // A poisoned map is still a consistent map: entries are only ever inserted whole.
+            let mut slots = self
+                .connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(slots.entry(addr).or_default())
+        };
+        let mut slot = slot.lock().await;
+        if let Some(connection) = slot.as_ref() {
             if connection.close_reason().is_none() {
                 return Ok(connection.clone());
             }
@@ -71,8 +86,17 @@ impl RpcClient {
             .map_err(|e| connect_error(e.to_string()))?
             .await
             .map_err(|e| connect_error(e.to_string()))?;
-        connections.insert(addr, connection.clone());
+        *slot = Some(connection.clone());
         Ok(connection)
+    }
+
+    /// Closes every connection (the nodes learn it at once instead of after their idle timeout)
+    /// and waits up to `grace` for the close to reach them. Calls made afterwards fail. A
+    /// process that exits right after its last call should close first: nodes limit how many
+    /// client connections one address may hold open.
+    pub async fn close(&self, grace: Duration) {
+        self.endpoint.close(0u32.into(), b"client closed");
+        let _ = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
     }
 
     /// Sends `request` to the node at `addr` and waits for its answer, up to the client's

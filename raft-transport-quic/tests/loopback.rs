@@ -247,6 +247,82 @@ async fn clients_call_nodes_and_verify_them_against_the_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_answer_delays_no_call_to_another() {
+    let cluster = Cluster::new(&[1]);
+    let node = QuicNode::bind(cluster.config(1), Some(Arc::new(Echo)))
+        .await
+        .unwrap();
+    // A socket that receives and never answers: a handshake with it hangs until the timeout.
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = black_hole.local_addr().unwrap();
+    let client = Arc::new(
+        RpcClient::new(&cluster.ca.issue_client("test").unwrap())
+            .unwrap()
+            .with_timeout(Duration::from_secs(5)),
+    );
+    let stuck = tokio::spawn({
+        let client = Arc::clone(&client);
+        async move { client.call(dead, vec![1]).await }
+    });
+    // Give the stuck call time to begin its handshake (were it late, the test would only pass
+    // without testing anything, never fail).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for k in 0..5u8 {
+        let reply = client.call(cluster.addrs[&1], vec![k]).await.unwrap();
+        assert_eq!(reply, vec![k]);
+    }
+    assert!(
+        !stuck.is_finished(),
+        "the live node was answered only after the dead one's connection attempt gave up"
+    );
+    assert!(stuck.await.unwrap().is_err());
+    node.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_client_frees_its_place_at_the_node_at_once() {
+    let cluster = Cluster::new(&[1]);
+    let mut config = cluster.config(1);
+    config.clients.max_connections_per_ip = 2;
+    let node = QuicNode::bind(config, Some(Arc::new(Echo))).await.unwrap();
+    let tls = cluster.ca.issue_client("test").unwrap();
+    let addr = cluster.addrs[&1];
+    // Six short-lived clients in a row from one address, each on a runtime of its own that
+    // ends right after its call, as six runs of a command-line tool do: each closes before it
+    // goes, so a node allowing two connections per address takes them all (without the close,
+    // the third is refused until the node's idle timeout).
+    for k in 0..6u8 {
+        let tls = tls.clone();
+        let reply = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let client = RpcClient::new(&tls).unwrap();
+                // The node frees a place a moment after the close arrives: a refusal is
+                // retried for 3 s, a tenth of the idle timeout an unclosed connection holds on.
+                let give_up = tokio::time::Instant::now() + Duration::from_secs(3);
+                let reply = loop {
+                    match client.call(addr, vec![k]).await {
+                        Err(_) if tokio::time::Instant::now() < give_up => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        reply => break reply,
+                    }
+                };
+                client.close(Duration::from_secs(1)).await;
+                reply
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(reply.unwrap(), vec![k], "client {k}");
+    }
+    node.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_without_an_answer_times_out() {
     let cluster = Cluster::new(&[1]);
     let node = QuicNode::bind(cluster.config(1), Some(Arc::new(Silent)))
