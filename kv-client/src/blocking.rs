@@ -101,3 +101,15 @@ impl Client {
         &self.inner
     }
 }
+
+impl Drop for Client {
+    /// Closes the connections, so that the nodes free this client's places at once (see
+    /// [`crate::Client::close`]).
+    fn drop(&mut self) {
+        // Blocking on the client's own runtime is only possible outside any runtime; inside
+        // one (a misuse the type's docs warn of) the connections are left to time out.
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.runtime.block_on(self.inner.close());
+        }
+    }
+}

@@ -27,6 +27,10 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
+        Self::start_with_client_connections_per_ip(256)
+    }
+
+    fn start_with_client_connections_per_ip(per_ip: usize) -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let ca = ClusterCa::generate("test").unwrap();
         let tls_dir = tempfile::tempdir().unwrap();
@@ -50,7 +54,7 @@ impl Cluster {
                 lease_reads: false,
                 cluster_id: None,
                 client_connections: 256,
-                client_connections_per_ip: 256,
+                client_connections_per_ip: per_ip,
             };
             let (stop, stopped) = oneshot::channel::<()>();
             runtime.spawn(async move {
@@ -329,6 +333,21 @@ fn the_kv_binary_prints_values_exactly_and_exits_with_the_documented_codes() {
     assert_eq!(put_stdin(b"\0\x01 piped".to_vec()), Some(0));
     assert_eq!(kv(&cluster, &["get", "piped"]).1, b"\0\x01 piped");
     assert_eq!(put_stdin(vec![b'x'; (1 << 20) + 10]), Some(3));
+}
+
+#[test]
+fn the_kv_binary_closes_its_connections_so_runs_in_a_row_are_not_refused() {
+    // Each run connects to the nodes it needs; a run that left its connections open would hold
+    // a node's place until the idle timeout (30 s), and the fifth run would be refused.
+    let cluster = Cluster::start_with_client_connections_per_ip(4);
+    for i in 0..12 {
+        let (code, _, stderr) = kv(&cluster, &["put", "k", &i.to_string()]);
+        assert_eq!(code, Some(0), "run {i}: {stderr}");
+    }
+    let (code, _, stderr) = kv(&cluster, &["status"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, stderr) = kv(&cluster, &["get", "k"]);
+    assert_eq!((code, stdout), (Some(0), b"11".to_vec()), "{stderr}");
 }
 
 #[test]

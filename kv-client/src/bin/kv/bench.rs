@@ -205,6 +205,9 @@ pub async fn run(
     let elapsed = started.elapsed();
     ticker.abort();
     bar.finish_and_clear();
+    for client in &clients {
+        client.close().await;
+    }
     report(args, conns, &tallies, elapsed, format)
 }
 

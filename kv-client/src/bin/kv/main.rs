@@ -98,7 +98,7 @@ async fn run(cli: Cli) -> u8 {
         Ok(client) => client,
         Err(e) => return error(exit::SETUP, &e.to_string()),
     };
-    match cli.command {
+    let code = match cli.command {
         Command::Get { key } => match client.get(key.as_bytes()).await {
             Ok(value) => {
                 format.value(&key, value.as_deref());
@@ -170,5 +170,7 @@ async fn run(cli: Cli) -> u8 {
             }
         }
         Command::Bench(_) => unreachable!("handled above"),
-    }
+    };
+    client.close().await;
+    code
 }
