@@ -4,6 +4,8 @@
 //! in-memory disks: it measures the protocol's own cost, without any IO.
 #![deny(missing_docs)]
 
+pub mod minimal;
+
 use std::collections::VecDeque;
 
 use raft_core::{Action, Config, DurableState, LogIndex, Message, NodeId, RaftNode};
