@@ -25,29 +25,37 @@ pub enum WriteOp {
     /// Sets `key` to `value`.
     Put {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The new value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Appends `value` to the value of `key`; acts as [`WriteOp::Put`] when `key` is absent.
     Append {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The bytes to append.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Removes `key`.
     Delete {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Sets `key` to `new` if its current value is `expected` (`None`: the key is absent).
     CompareAndSwap {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value the key must hold (`None`: the key must be absent).
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// The value to store when the comparison holds.
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
 }
@@ -79,6 +87,7 @@ pub enum WriteOutput {
         /// Whether the value was replaced.
         swapped: bool,
         /// The value before the operation (`None`: absent).
+        #[serde(with = "serde_bytes")]
         previous: Option<Vec<u8>>,
     },
 }
@@ -110,6 +119,7 @@ pub enum ClientRequest {
     /// [`Response::Value`]. Reads need no session: they change nothing.
     Get {
         /// The key to read.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// This server's view of itself and the cluster, answered at once from local state (not
@@ -130,7 +140,7 @@ pub enum Response {
     /// The write was executed (now or, for a retry, before) with this result.
     Written(WriteOutput),
     /// The value of the key read (`None`: absent, which differs from an empty value).
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The server's status.
     Status(NodeStatus),
 }

@@ -83,6 +83,7 @@ pub enum MessageBody {
         /// Position of `data` in the snapshot's bytes.
         offset: u64,
         /// The chunk.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// Whether this is the last chunk.
         done: bool,

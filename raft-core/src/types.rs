@@ -19,7 +19,7 @@ pub enum Payload {
     /// (Raft §5.4.2). Services skip it when applying.
     Noop,
     /// An opaque command proposed by the service.
-    Command(Vec<u8>),
+    Command(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// One entry of the replicated log.
@@ -83,5 +83,6 @@ pub struct Snapshot {
     /// Which log prefix the snapshot replaces.
     pub meta: SnapshotMeta,
     /// The service's serialized state after applying entries `1..=meta.last_index`.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }

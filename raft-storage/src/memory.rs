@@ -73,10 +73,14 @@ impl MemoryPersister {
         // Entries the update deletes: those its snapshot covers and those it truncates.
         let covered = update.snapshot.as_ref().map_or(0, |s| s.meta.last_index);
         let cut = update.truncate_from.unwrap_or(u64::MAX);
-        let removed: u64 = state
-            .entries
+        // The log is sorted by index, so the covered entries are a prefix and the truncated
+        // ones a suffix: only those are visited (a plain append visits none).
+        let entries = &state.entries;
+        let prefix = entries.partition_point(|e| e.index <= covered);
+        let suffix = entries.partition_point(|e| e.index < cut).max(prefix);
+        let removed: u64 = entries[..prefix]
             .iter()
-            .filter(|e| e.index <= covered || e.index >= cut)
+            .chain(&entries[suffix..])
             .map(entry_size)
             .sum();
         state.apply(update)?;
