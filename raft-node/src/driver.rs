@@ -91,13 +91,14 @@ impl<S: Service> NodeClient<S> {
         answer.await.map_err(|_| NodeStopped)
     }
 
-    /// The node's status after the driver's latest pass.
+    /// The node's latest published status: a change of role, term, vote or leader is
+    /// published at once, index progress at most one tick late.
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
 
-    /// A receiver that sees every status the driver publishes (it publishes after each pass
-    /// that changed something).
+    /// A receiver that sees every status the driver publishes (see [`status`](Self::status)
+    /// for when).
     pub fn watch_status(&self) -> watch::Receiver<Status> {
         self.status.clone()
     }
@@ -173,6 +174,7 @@ where
         waiting: HashMap::new(),
         next_request: 1,
         peers: PeerCounters::default(),
+        publish_due: true,
     };
     let task = tokio::spawn(driver.run(persister, stop_rx));
     NodeHandle {
@@ -248,6 +250,8 @@ struct Driver<S: Service, T: ?Sized> {
     waiting: HashMap<RequestId, oneshot::Sender<S::Reply>>,
     next_request: RequestId,
     peers: PeerCounters,
+    /// A tick passed since the status was last published.
+    publish_due: bool,
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
@@ -272,12 +276,16 @@ where
         let storage = tokio::spawn(storage::run(persister, storage_updates, durable_tx));
         let transport = Arc::clone(&self.transport);
         let mut clock = TickClock::new(self.config.tick_interval);
+        // One timer for the whole run, moved only when the next tick moves: registering a new
+        // timer on every pass costs more than the rest of a pass's bookkeeping.
+        let next_tick = tokio::time::sleep_until(clock.next());
+        tokio::pin!(next_tick);
         info!(id = self.raft.id(), "node driver started");
         let outcome = loop {
             let event: Event<S> = tokio::select! {
                 _ = stop.changed() => Event::Stop,
                 report = durable.recv() => Event::Durable(report),
-                _ = tokio::time::sleep_until(clock.next()) => Event::Tick,
+                _ = &mut next_tick => Event::Tick,
                 message = transport.recv() => Event::Message(message),
                 Some(call) = self.requests.recv() => Event::Request(call),
             };
@@ -290,6 +298,8 @@ where
                 for _ in 0..due {
                     self.raft.tick();
                 }
+                next_tick.as_mut().reset(clock.next());
+                self.publish_due = true;
             }
             match event {
                 Event::Stop => break Ok(()),
@@ -404,10 +414,23 @@ where
         }
     }
 
+    /// Publishes the node's status: at once when its role, term, vote or leader changed, and
+    /// otherwise (indexes moving) at most once per tick, which spares watchers a wake-up and
+    /// the driver a status per pass under load.
     fn publish(&mut self) {
         let status = self.raft.status();
+        let publish_due = std::mem::take(&mut self.publish_due);
         self.status.send_if_modified(|current| {
             if *current == status {
+                return false;
+            }
+            let changed_hands = (
+                current.role,
+                current.term,
+                current.voted_for,
+                current.leader_id,
+            ) != (status.role, status.term, status.voted_for, status.leader_id);
+            if !changed_hands && !publish_due {
                 return false;
             }
             metrics::status(&status);
