@@ -42,6 +42,7 @@ mod node;
 mod peer;
 pub mod pki;
 mod rpc;
+pub mod socket;
 mod stats;
 pub mod tls;
 

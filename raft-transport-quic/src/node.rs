@@ -134,7 +134,7 @@ impl QuicNode {
         config.clients.validate()?;
         let server = tls::server_config_with(&config.tls, &config.clients)?;
         let client = tls::peer_client_config(&config.tls)?;
-        let endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| {
+        let endpoint = crate::socket::endpoint(config.listen, Some(server)).map_err(|source| {
             TransportError::Bind {
                 addr: config.listen,
                 source,

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -103,6 +103,12 @@ pub async fn run(
         (None, None) => Some(10_000),
     };
     let deadline = args.duration.map(Duration::from_secs_f64);
+    // Connections and sessions are set up before the clock starts, as etcd's `benchmark` does:
+    // otherwise the first operation of every connection carries a TLS handshake and a session
+    // registration, and in a short run those are the whole p99.
+    if let Err(e) = warm_up(&clients).await {
+        return crate::error(exit::SETUP, &format!("warm-up failed: {e}"));
+    }
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -124,14 +130,19 @@ pub async fn run(
     };
 
     let started = Instant::now();
+    // One tally per connection, shared by its workers (a histogram per worker would take
+    // hundreds of megabytes at 1,000 workers, in the process that is being measured against).
+    let shared: Vec<_> = (0..conns)
+        .map(|_| Arc::new(Mutex::new([Tally::new(), Tally::new(), Tally::new()])))
+        .collect();
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..args.clients {
         let client = clients[worker % conns].clone();
+        let tallies = Arc::clone(&shared[worker % conns]);
         let (issued, done, stop, value) =
             (issued.clone(), done.clone(), stop.clone(), value.clone());
         let args = args.clone();
         workers.spawn(async move {
-            let mut tallies = [Tally::new(), Tally::new(), Tally::new()];
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -162,15 +173,16 @@ pub async fn run(
                     _ => client.append(key, value.as_slice()).await.is_ok(),
                 };
                 let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let mut tallies = tallies.lock().unwrap_or_else(PoisonError::into_inner);
                 let tally = &mut tallies[kind];
                 if ok {
                     tally.latency.saturating_record(micros.max(1));
                 } else {
                     tally.errors += 1;
                 }
+                drop(tallies);
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            tallies
         });
     }
     // The progress bar and the duration limit.
@@ -194,12 +206,12 @@ pub async fn run(
             }
         })
     };
+    while workers.join_next().await.is_some() {}
     let mut tallies = [Tally::new(), Tally::new(), Tally::new()];
-    while let Some(result) = workers.join_next().await {
-        if let Ok(worker) = result {
-            for (total, part) in tallies.iter_mut().zip(&worker) {
-                total.add(part);
-            }
+    for connection in &shared {
+        let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+        for (total, part) in tallies.iter_mut().zip(connection.iter()) {
+            total.add(part);
         }
     }
     let elapsed = started.elapsed();
@@ -209,6 +221,22 @@ pub async fn run(
         client.close().await;
     }
     report(args, conns, &tallies, elapsed, format)
+}
+
+/// One write per client, all at once: each connects and registers its session. The key is
+/// outside every key the workload draws (keys are digits).
+async fn warm_up(clients: &[Client]) -> Result<(), kv_client::ClientError> {
+    let mut puts = tokio::task::JoinSet::new();
+    for client in clients {
+        let client = client.clone();
+        puts.spawn(async move { client.put("bench-warm-up", "").await });
+    }
+    while let Some(done) = puts.join_next().await {
+        if let Ok(result) = done {
+            result?;
+        }
+    }
+    Ok(())
 }
 
 fn report(
