@@ -47,7 +47,7 @@ impl RpcClient {
     pub fn new(tls: &ClientTls) -> Result<Self, TransportError> {
         let config = tls::client_config(tls)?;
         let any: SocketAddr = ([0, 0, 0, 0], 0).into();
-        let mut endpoint = crate::socket::endpoint(any, None)
+        let mut endpoint = crate::socket::endpoint(any, quinn::EndpointConfig::default(), None)
             .map_err(|source| TransportError::Bind { addr: any, source })?;
         endpoint.set_default_client_config(config);
         Ok(Self {

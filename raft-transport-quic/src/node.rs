@@ -134,11 +134,14 @@ impl QuicNode {
         config.clients.validate()?;
         let server = tls::server_config_with(&config.tls, &config.clients)?;
         let client = tls::peer_client_config(&config.tls)?;
-        let endpoint = crate::socket::endpoint(config.listen, Some(server)).map_err(|source| {
-            TransportError::Bind {
-                addr: config.listen,
-                source,
-            }
+        let endpoint = crate::socket::endpoint(
+            config.listen,
+            crate::socket::node_endpoint_config(&config.tls.key),
+            Some(server),
+        )
+        .map_err(|source| TransportError::Bind {
+            addr: config.listen,
+            source,
         })?;
         let counters = Arc::new(Counters::new(
             config.id,

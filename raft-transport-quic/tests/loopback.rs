@@ -94,6 +94,52 @@ async fn reconnects_after_a_peer_restarts_on_the_same_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_crashed_and_restarted_is_reached_again_before_the_idle_timeout() {
+    let cluster = Cluster::new(&[1, 2]);
+    let n1 = cluster.start(1).await;
+    // Node 2 runs on a runtime of its own, so that it can die without a word: shutting that
+    // runtime down drops its tasks unpolled, and no CONNECTION_CLOSE leaves (as on SIGKILL).
+    let config = cluster.config(2);
+    let again = config.clone();
+    let (crashed, n2) = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let node = runtime.block_on(QuicNode::bind(config, None)).unwrap();
+        (runtime, node)
+    })
+    .await
+    .unwrap();
+    deliver(&n1, &n2, message(1, 2, 1)).await;
+    crashed.shutdown_background();
+    drop(n2);
+    let n2 = cluster.restart_with(again).await;
+    // Node 1's connection to node 2 is dead, but nothing told node 1. Unless node 2's new
+    // incarnation can reset it (a stateless reset, which needs the same reset key across
+    // restarts), node 1 keeps sending into it until QUIC's idle timeout (10 s).
+    let started = tokio::time::Instant::now();
+    let reached = loop {
+        let _ = n1.send(message(1, 2, 2));
+        if let Some(got) = recv_within(&n2, Duration::from_millis(50)).await {
+            if got.term == 2 {
+                break started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "node 1 did not reach the restarted node 2 within 5 s"
+        );
+    };
+    assert!(reached < Duration::from_secs(5), "{reached:?}");
+    tokio::join!(
+        n1.shutdown(Duration::from_secs(1)),
+        n2.shutdown(Duration::from_secs(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_certificate_from_another_ca_is_refused() {
     let cluster = Cluster::new(&[1, 2, 3]);
     let n1 = cluster.start(1).await;

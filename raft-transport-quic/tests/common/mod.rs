@@ -124,9 +124,16 @@ impl Cluster {
     /// releases its UDP socket only once its closing connections have drained and its background
     /// tasks have ended, so binding is retried while the address is still in use (up to 10 s).
     pub async fn restart(&self, id: NodeId) -> QuicNode {
+        self.restart_with(self.config(id)).await
+    }
+
+    /// [`restart`](Self::restart) with `config` (for example the earlier incarnation's, with
+    /// its key: a real node keeps its key across restarts).
+    pub async fn restart_with(&self, config: QuicConfig) -> QuicNode {
+        let id = config.id;
         let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            match QuicNode::bind(self.config(id), None).await {
+            match QuicNode::bind(config.clone(), None).await {
                 Ok(node) => return node,
                 Err(raft_transport_quic::TransportError::Bind { source, .. })
                     if source.kind() == std::io::ErrorKind::AddrInUse
